@@ -1,0 +1,226 @@
+"""What the service offers: models, their families and capabilities, voices, rates, languages.
+
+Pure lookups over constant data taken from the protocol document (§4.1 models, §4.2 voices, §3.3
+fields). Nothing here touches the network; :func:`resolve_model` and :func:`check_voice` explain
+every refusal and suggest the closest valid values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+from dataclasses import dataclass
+
+from .errors import InvalidRequestError
+
+__all__ = [
+    "DEFAULT_INSTRUCT_MODEL",
+    "DEFAULT_MODEL",
+    "DEFAULT_SAMPLE_RATE",
+    "LANGUAGE_TYPES",
+    "MODELS",
+    "SAMPLE_RATES",
+    "Family",
+    "ModelInfo",
+    "check_language_type",
+    "check_voice",
+    "female_voice",
+    "model_info",
+    "resolve_model",
+    "voices_for",
+]
+
+DEFAULT_MODEL = "qwen3-tts-flash-realtime"
+DEFAULT_INSTRUCT_MODEL = "qwen3-tts-instruct-flash-realtime"
+DEFAULT_SAMPLE_RATE = 24000
+SAMPLE_RATES: tuple[int, ...] = (8000, 16000, 24000, 48000)
+LANGUAGE_TYPES: tuple[str, ...] = (
+    "Auto", "Chinese", "English", "German", "Italian", "Portuguese",
+    "Spanish", "Japanese", "Korean", "French", "Russian",
+)  # fmt: skip
+RESPONSE_FORMATS: tuple[str, ...] = ("pcm", "wav", "mp3", "opus")
+
+
+class Family(str, enum.Enum):
+    """Model families; each has its own voices and capabilities (§4.1)."""
+
+    FLASH = "flash"
+    INSTRUCT = "instruct"
+    VOICE_CLONE = "voice-clone"
+    VOICE_DESIGN = "voice-design"
+    LEGACY = "legacy"
+
+
+# The 17 voices of qwen3-tts-flash-realtime-2025-09-18, present on every flash snapshot (§4.2).
+_FLASH_ORIGINAL: tuple[str, ...] = (
+    "Cherry", "Ethan", "Nofish", "Jennifer", "Ryan", "Katerina", "Elias",
+    "Jada", "Dylan", "Li", "Marcus", "Roy", "Peter", "Sunny", "Eric", "Rocky", "Kiki",
+)  # fmt: skip
+_FLASH_ADDED: tuple[str, ...] = (
+    "Serena", "Chelsie", "Momo", "Vivian", "Moon", "Maia", "Kai", "Bella", "Aiden", "Eldric Sage",
+    "Mia", "Mochi", "Bellona", "Vincent", "Bunny", "Neil", "Arthur", "Nini", "Ebona", "Seren", "Pip",
+    "Stella", "Bodega", "Sonrisa", "Alek", "Dolce", "Sohee", "Ono Anna", "Lenn", "Emilien", "Andre",
+    "Radio Gol",
+)  # fmt: skip
+_INSTRUCT: tuple[str, ...] = (
+    "Cherry", "Serena", "Ethan", "Chelsie", "Momo", "Vivian", "Moon", "Maia", "Kai", "Nofish", "Bella",
+    "Eldric Sage", "Mia", "Mochi", "Bellona", "Vincent", "Bunny", "Neil", "Elias", "Arthur", "Nini",
+    "Seren", "Pip", "Stella",
+)  # fmt: skip
+_LEGACY: tuple[str, ...] = ("Cherry", "Serena", "Ethan", "Chelsie")
+
+# Voices the offline engine renders with a female espeak variant; the rest get a male one. From the
+# voice descriptions in the official voice table (dialect voices: Jada, Sunny and Kiki are female).
+_FEMALE: frozenset[str] = frozenset({
+    "Cherry", "Serena", "Chelsie", "Jennifer", "Katerina", "Jada", "Sunny", "Kiki", "Momo", "Vivian",
+    "Maia", "Bella", "Mia", "Mochi", "Bellona", "Bunny", "Nini", "Ebona", "Seren", "Stella", "Sonrisa",
+    "Dolce", "Sohee", "Ono Anna",
+})  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One realtime model id and what it accepts.
+
+    Attributes:
+        id: The model id sent as ``?model=``.
+        family: The model family.
+        voices: System voices accepted; empty for families that take only custom voice ids.
+        takes_instruction: Whether ``instructions`` may be sent.
+        sample_rates: Accepted ``sample_rate`` values.
+        formats: Accepted ``response_format`` values.
+        stable: Whether this is the family's undated alias rather than a dated snapshot.
+    """
+
+    id: str
+    family: Family
+    voices: tuple[str, ...]
+    takes_instruction: bool
+    sample_rates: tuple[int, ...] = SAMPLE_RATES
+    formats: tuple[str, ...] = RESPONSE_FORMATS
+    stable: bool = False
+
+    @property
+    def takes_custom_voices(self) -> bool:
+        """Voice-clone and voice-design models accept only voice ids registered for them."""
+        return self.family in (Family.VOICE_CLONE, Family.VOICE_DESIGN)
+
+
+def _models() -> dict[str, ModelInfo]:
+    flash_all = _FLASH_ORIGINAL + _FLASH_ADDED
+    rows = [
+        ModelInfo("qwen3-tts-flash-realtime", Family.FLASH, flash_all, False, stable=True),
+        ModelInfo("qwen3-tts-flash-realtime-2025-11-27", Family.FLASH, flash_all, False),
+        ModelInfo("qwen3-tts-flash-realtime-2025-09-18", Family.FLASH, _FLASH_ORIGINAL, False),
+        ModelInfo("qwen3-tts-instruct-flash-realtime", Family.INSTRUCT, _INSTRUCT, True, stable=True),
+        ModelInfo("qwen3-tts-instruct-flash-realtime-2026-01-22", Family.INSTRUCT, _INSTRUCT, True),
+        ModelInfo("qwen3-tts-vc-realtime", Family.VOICE_CLONE, (), False, stable=True),
+        ModelInfo("qwen3-tts-vc-realtime-2026-01-15", Family.VOICE_CLONE, (), False),
+        ModelInfo("qwen3-tts-vc-realtime-2025-11-27", Family.VOICE_CLONE, (), False),
+        ModelInfo("qwen3-tts-vd-realtime-2026-01-15", Family.VOICE_DESIGN, (), False),
+        ModelInfo("qwen3-tts-vd-realtime-2025-12-16", Family.VOICE_DESIGN, (), False),
+        ModelInfo("qwen-tts-realtime", Family.LEGACY, _LEGACY, False, (24000,), ("pcm",), stable=True),
+        ModelInfo("qwen-tts-realtime-latest", Family.LEGACY, _LEGACY, False, (24000,), ("pcm",)),
+        ModelInfo("qwen-tts-realtime-2025-07-15", Family.LEGACY, _LEGACY, False, (24000,), ("pcm",)),
+    ]
+    return {row.id: row for row in rows}
+
+
+MODELS: dict[str, ModelInfo] = _models()
+
+
+def _suggest(value: str, choices: tuple[str, ...] | list[str], n: int = 3) -> str:
+    lowered = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(value.lower(), list(lowered), n=n, cutoff=0.5)
+    return ", ".join(repr(lowered[c]) for c in close)
+
+
+def model_info(model: str) -> ModelInfo:
+    """Return the catalog entry of ``model``.
+
+    Raises:
+        InvalidRequestError: The model is not a known realtime TTS model; the message suggests the
+            closest ones and says when a non-realtime HTTP model was given.
+    """
+    info = MODELS.get(model)
+    if info is not None:
+        return info
+    if f"{model}-realtime" in MODELS or model in ("qwen3-tts-flash", "qwen3-tts-instruct-flash", "qwen-tts"):
+        hint = f" {model!r} is an HTTP-only model; use {model}-realtime for the realtime WebSocket."
+    else:
+        close = _suggest(model, list(MODELS))
+        hint = f" Did you mean {close}?" if close else ""
+    stable = ", ".join(m.id for m in MODELS.values() if m.stable)
+    raise InvalidRequestError(f"Unknown realtime model {model!r}.{hint} Known models include: {stable}.", field="model")
+
+
+def resolve_model(model: str | None, instruction: str | None) -> ModelInfo:
+    """Choose the model for a request.
+
+    No model gives ``qwen3-tts-flash-realtime``, or ``qwen3-tts-instruct-flash-realtime`` when an
+    instruction is present. An instruction with a model that does not take one is an error.
+    """
+    has_instruction = bool(instruction and instruction.strip())
+    if model is None:
+        return MODELS[DEFAULT_INSTRUCT_MODEL if has_instruction else DEFAULT_MODEL]
+    info = model_info(model)
+    if has_instruction and not info.takes_instruction:
+        raise InvalidRequestError(
+            f"Model {model!r} does not accept an instruction; use {DEFAULT_INSTRUCT_MODEL!r} "
+            "(or leave the model unset) to steer the voice with an instruction.",
+            field="instruction",
+        )
+    return info
+
+
+def check_voice(info: ModelInfo, voice: str) -> str:
+    """Validate ``voice`` for the model and return it.
+
+    System voices are case-sensitive (§4.2) but a wrong case is corrected when unambiguous, since
+    ``cherry`` for ``Cherry`` is a typo, not a choice. Custom voice ids are accepted only for the
+    voice-clone and voice-design models, which accept nothing else.
+
+    Raises:
+        InvalidRequestError: The voice is not valid for this model; names the closest voices.
+    """
+    voice = voice.strip()
+    if not voice:
+        raise InvalidRequestError("Voice must not be empty; try 'Cherry'.", field="voice")
+    if info.takes_custom_voices:
+        return voice
+    if voice in info.voices:
+        return voice
+    by_lower = {v.lower(): v for v in info.voices}
+    if voice.lower() in by_lower:
+        return by_lower[voice.lower()]
+    close = _suggest(voice, info.voices)
+    hint = f" Did you mean {close}?" if close else f" Try one of: {', '.join(info.voices[:6])}."
+    raise InvalidRequestError(
+        f"Voice {voice!r} is not available on {info.id!r}.{hint} "
+        "Custom (cloned or designed) voice ids work only with the qwen3-tts-vc/vd realtime models.",
+        field="voice",
+    )
+
+
+def check_language_type(language_type: str | None) -> str | None:
+    """Normalize ``language_type`` to its documented spelling (case-insensitive), or raise."""
+    if language_type is None:
+        return None
+    by_lower = {lang.lower(): lang for lang in LANGUAGE_TYPES}
+    found = by_lower.get(language_type.strip().lower())
+    if found is None:
+        raise InvalidRequestError(
+            f"Unknown language_type {language_type!r}; use one of: {', '.join(LANGUAGE_TYPES)}.",
+            field="language_type",
+        )
+    return found
+
+
+def voices_for(model: str) -> tuple[str, ...]:
+    """System voices of ``model`` (empty for voice-clone/voice-design models)."""
+    return model_info(model).voices
+
+
+def female_voice(voice: str) -> bool:
+    """Whether the system voice is female; unknown (custom) voices count as female, like Cherry."""
+    return voice in _FEMALE or voice not in set(_FLASH_ORIGINAL + _FLASH_ADDED)

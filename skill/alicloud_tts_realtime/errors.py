@@ -1,0 +1,190 @@
+"""The one error hierarchy of the package.
+
+Every failure the package reports is a :class:`TTSError`. Local errors mean the caller's input or
+configuration is wrong and are raised before any paid call; remote errors mean the service refused,
+failed, or broke the protocol. ``retryable`` tells the retry loop in :mod:`.service` whether a fresh
+attempt may succeed; it never retries once audio has reached the caller.
+
+.. code-block:: text
+
+    TTSError (retryable=False)
+    ├── LocalError                      bad input or configuration; nothing was sent
+    │   ├── InvalidRequestError         (also ValueError) text, voice, model, sample rate …
+    │   ├── ConfigurationError          missing key, malformed credentials file, bad URL
+    │   ├── EngineUnavailableError      an optional engine's dependency is not installed
+    │   └── InvalidStateError           an object used in the wrong state ("session is finished")
+    └── RemoteError                     the service (or the network to it) failed
+        ├── AuthenticationError         handshake refused with 401/403
+        ├── RateLimitError              HTTP 429 or close 1011 "To many requests" (retryable)
+        ├── ServiceError                an ``error`` event / error body; retryable for server errors
+        ├── ConnectionFailedError       (also ConnectionError) network failure, drop (retryable)
+        ├── NoAudioError                the session ended without audio (e.g. unknown model)
+        ├── ProtocolViolationError      the service broke the event order or sent garbage
+        └── ResponseTimeoutError        (also TimeoutError) silence past the deadline (retryable)
+
+Messages are composed in ``__str__`` from structured fields and never contain the API key: code
+that wraps third-party exceptions whose text may carry request headers raises ``from None``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "ConfigurationError",
+    "ConnectionFailedError",
+    "EngineUnavailableError",
+    "InvalidRequestError",
+    "InvalidStateError",
+    "LocalError",
+    "NoAudioError",
+    "ProtocolViolationError",
+    "RateLimitError",
+    "RemoteError",
+    "ResponseTimeoutError",
+    "ServiceError",
+    "TTSError",
+]
+
+
+class TTSError(Exception):
+    """Root of every error raised by this package.
+
+    Attributes:
+        message: One sentence saying what went wrong and, where possible, what to do.
+        retryable: Whether a fresh attempt (a new session) may succeed.
+    """
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, retryable: bool | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class LocalError(TTSError):
+    """The caller's input or configuration is wrong; nothing was sent to the service."""
+
+
+class InvalidRequestError(LocalError, ValueError):
+    """A request field is invalid (blank text, unknown voice, wrong model for an instruction …).
+
+    Attributes:
+        field: The request field at fault, e.g. ``"voice"``.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class ConfigurationError(LocalError):
+    """Settings or credentials are missing or malformed."""
+
+
+class EngineUnavailableError(LocalError):
+    """An engine's optional dependency is not installed; the message says how to install it."""
+
+
+class InvalidStateError(LocalError):
+    """An object was used in a state that does not allow the call, e.g. after it was closed."""
+
+
+class RemoteError(TTSError):
+    """The service, or the network to it, failed or refused.
+
+    Attributes:
+        status: HTTP status of a refused handshake or request, when known.
+        code: Service error code (``InvalidApiKey``, ``invalid_value`` …), when known.
+        request_id: Service request id, useful in support tickets.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.code = code
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        details = [
+            f"{name}={value}"
+            for name, value in (("status", self.status), ("code", self.code), ("request_id", self.request_id))
+            if value is not None
+        ]
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+
+class AuthenticationError(RemoteError):
+    """The service refused the credentials (HTTP 401/403 at the handshake or request)."""
+
+
+class RateLimitError(RemoteError):
+    """The service throttled the request; retry after a pause."""
+
+    retryable = True
+
+
+class ServiceError(RemoteError):
+    """The service answered with an ``error`` event or an error body.
+
+    Attributes:
+        error_type: ``invalid_request_error`` (final) or ``server_error`` (retryable), when known.
+        param: The offending parameter, e.g. ``session.voice``.
+        event_id: The ``event_id`` of the client event the error refers to.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error_type: str | None = None,
+        param: str | None = None,
+        event_id: str | None = None,
+        status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        if retryable is None:
+            # Protocol doc §3.8: server errors end the session but are transient; client errors are final.
+            retryable = error_type == "server_error" or (status is not None and status >= 500)
+        super().__init__(message, status=status, code=code, request_id=request_id, retryable=retryable)
+        self.error_type = error_type
+        self.param = param
+        self.event_id = event_id
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return f"{base} [param {self.param}]" if self.param else base
+
+
+class ConnectionFailedError(RemoteError, ConnectionError):
+    """The connection could not be opened or dropped unexpectedly."""
+
+    retryable = True
+
+
+class NoAudioError(RemoteError):
+    """The session ended without producing audio (the real service does this for an unknown model)."""
+
+
+class ProtocolViolationError(RemoteError):
+    """The service sent something the protocol does not allow at this point."""
+
+
+class ResponseTimeoutError(RemoteError, TimeoutError):
+    """Nothing arrived from the service within the allowed time."""
+
+    retryable = True
