@@ -151,12 +151,14 @@ class SynthesisOutcome:
         model: The model id that produced the audio.
         characters: Billed characters, when the service reports them.
         session_id: Service session id, when there is one.
+        engine: The engine that produced the audio, when a composite engine chose among several.
     """
 
     finish_reason: FinishReason
     model: str
     characters: int | None = None
     session_id: str | None = None
+    engine: str | None = None
 
 
 def build_request(**fields: object) -> SpeechRequest:

@@ -43,7 +43,9 @@ def confined_path(directory: Path, filename: str) -> Path:
     try:
         target.relative_to(base)
     except ValueError:
-        raise InvalidRequestError(f"filename {filename!r} resolves outside the output directory.", field="filename") from None
+        raise InvalidRequestError(
+            f"filename {filename!r} resolves outside the output directory.", field="filename"
+        ) from None
     return target
 
 

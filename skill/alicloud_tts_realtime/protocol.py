@@ -307,10 +307,12 @@ ServerEvent: TypeAlias = Annotated[
 ]
 
 CLIENT_EVENT_TYPES: frozenset[str] = frozenset(
-    m.model_fields["type"].default for m in ClientEvent.__origin__.__args__  # type: ignore[attr-defined]
+    m.model_fields["type"].default
+    for m in ClientEvent.__origin__.__args__  # type: ignore[attr-defined]
 )
 SERVER_EVENT_TYPES: frozenset[str] = frozenset(
-    m.model_fields["type"].default for m in ServerEvent.__origin__.__args__  # type: ignore[attr-defined]
+    m.model_fields["type"].default
+    for m in ServerEvent.__origin__.__args__  # type: ignore[attr-defined]
 )
 
 # The observed order of one response (§3.5); the emulator emits it, the client tolerates variants.

@@ -30,7 +30,9 @@ def select_engine(settings: Settings, choice: str = "auto") -> tuple[Engine, str
     from ..errors import InvalidRequestError
 
     if choice not in ENGINE_CHOICES:
-        raise InvalidRequestError(f"Unknown engine {choice!r}; use one of: {', '.join(ENGINE_CHOICES)}.", field="engine")
+        raise InvalidRequestError(
+            f"Unknown engine {choice!r}; use one of: {', '.join(ENGINE_CHOICES)}.", field="engine"
+        )
     if choice == "auto":
         if settings.has_key:
             choice, reason = "realtime", f"auto: realtime, because an API key is configured ({settings.key_source})"

@@ -1,0 +1,175 @@
+"""Command line: ``alicloud-tts-realtime speak | voices | emulator | serve | probe``.
+
+Results go to stdout; diagnostics and the one-line error go to stderr.
+
+Exit codes:
+    0: success.
+    1: the synthesis or the service failed (remote error, no audio, timeout).
+    2: invalid usage, request or configuration (nothing was sent).
+    130: interrupted.
+The ``probe`` subcommand has its own codes (see ``scripts/realtime_tts_demo.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__, catalog
+from .errors import LocalError, TTSError
+from .log import configure_logging
+
+__all__ = ["main"]
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alicloud-tts-realtime",
+        description="Speak text with Alibaba Cloud Qwen TTS Realtime (or the offline eSpeak NG default).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logs on stderr (-v info, -vv debug)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    speak = sub.add_parser("speak", help="synthesize TEXT to a WAV file")
+    speak.add_argument("text", help="the text to speak")
+    speak.add_argument("--voice", default="Cherry", help="system voice (default: Cherry)")
+    speak.add_argument("--instruction", help="style instruction (selects an instruct model)")
+    speak.add_argument("--sample-rate", type=int, default=catalog.DEFAULT_SAMPLE_RATE, choices=catalog.SAMPLE_RATES)
+    speak.add_argument("--model", help=f"realtime model (default: {catalog.DEFAULT_MODEL})")
+    speak.add_argument("--language-type", help="language hint, e.g. English or Chinese")
+    speak.add_argument(
+        "--engine",
+        default="auto",
+        choices=("auto", "realtime", "offline"),
+        help="auto (default): realtime when an API key is configured, else offline",
+    )
+    speak.add_argument("--output", type=Path, help="WAV path (default: OUTPUT_DIR/ai-audio-tts-realtime/audio/…)")
+    speak.add_argument("--json", action="store_true", help="print the JSON response instead of the path")
+    speak.add_argument("--chunks", action="store_true", help="with --json, include the base64 PCM chunks")
+
+    voices = sub.add_parser("voices", help="list models and their voices")
+    voices.add_argument("--model", help="only this model")
+    voices.add_argument("--json", action="store_true", help="print JSON")
+
+    emulator = sub.add_parser("emulator", help="run the local DashScope emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    emulator.add_argument("--latency-ms", type=float, default=0.0, help="delay before the first audio delta")
+    emulator.add_argument(
+        "--rtf", type=float, default=0.0, help="pacing as a real-time factor (0: as fast as possible)"
+    )
+    emulator.add_argument("--api-key", default="sk-emulator", help="the key clients must send (default: sk-emulator)")
+    emulator.add_argument("--audio", default="auto", choices=("auto", "speech", "signal"))
+
+    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    serve.add_argument("--transport", default="stdio", choices=("stdio", "http"))
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--auth-token", help="bearer token required over HTTP (or TTS_MCP_AUTH_TOKEN)")
+    serve.add_argument("--engine", default="auto", choices=("auto", "realtime", "offline"))
+    return parser
+
+
+def _cmd_speak(args: argparse.Namespace) -> int:
+    from .engines import select_engine
+    from .models import build_request
+    from .service import synthesize
+    from .settings import load_settings
+
+    request = build_request(
+        text=args.text,
+        voice=args.voice,
+        instruction=args.instruction,
+        sample_rate=args.sample_rate,
+        model=args.model,
+        language_type=args.language_type,
+    )
+    settings = load_settings()
+    engine, reason = select_engine(settings, args.engine)
+    print(f"engine: {reason}", file=sys.stderr)
+
+    async def run() -> str:
+        async with engine:
+            response = await synthesize(
+                request,
+                engine,
+                output="both" if args.json and args.chunks else "file",
+                path=args.output,
+                audio_dir=settings.audio_dir,
+            )
+        return response.model_dump_json() if args.json else str(response.file_path)
+
+    print(asyncio.run(run()))
+    return EXIT_OK
+
+
+def _cmd_voices(args: argparse.Namespace) -> int:
+    models = [catalog.model_info(args.model)] if args.model else list(catalog.MODELS.values())
+    if args.json:
+        rows = [
+            {
+                "model": m.id,
+                "family": m.family.value,
+                "takes_instruction": m.takes_instruction,
+                "custom_voices_only": m.takes_custom_voices,
+                "sample_rates": list(m.sample_rates),
+                "voices": list(m.voices),
+            }
+            for m in models
+        ]
+        print(json.dumps({"models": rows, "language_types": list(catalog.LANGUAGE_TYPES)}, ensure_ascii=False))
+        return EXIT_OK
+    for m in models:
+        flags = " (takes --instruction)" if m.takes_instruction else ""
+        voices = ", ".join(m.voices) if m.voices else "custom voice ids only (cloned or designed for this model)"
+        print(f"{m.id} [{m.family.value}]{flags}\n  {voices}")
+    return EXIT_OK
+
+
+def _cmd_emulator(args: argparse.Namespace) -> int:
+    from .emulator import EmulatorConfig, run_emulator
+
+    config = EmulatorConfig(api_key=args.api_key, latency_ms=args.latency_ms, rtf=args.rtf, audio=args.audio)
+
+    def ready(emulator: object) -> None:
+        print(f"DashScope emulator ready: realtime {emulator.url}", flush=True)  # type: ignore[attr-defined]
+        print(f"  DASHSCOPE_REALTIME_URL={emulator.url}", flush=True)  # type: ignore[attr-defined]
+        print(f"  DASHSCOPE_HTTP_BASE_URL={emulator.http_base_url}", flush=True)  # type: ignore[attr-defined]
+        print(f"  DASHSCOPE_API_KEY={args.api_key}", flush=True)
+
+    asyncio.run(run_emulator(config, args.host, args.port, ready))
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .mcp_server import serve
+
+    return serve(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
+    args = _build_parser().parse_args(argv)
+    configure_logging(args.verbose)
+    handlers = {"speak": _cmd_speak, "voices": _cmd_voices, "emulator": _cmd_emulator, "serve": _cmd_serve}
+    try:
+        return handlers[args.command](args)
+    except LocalError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except TTSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,236 @@
+"""The asyncio DashScope realtime client: a thin I/O loop around :class:`~..session.ClientSession`.
+
+One synthesis is one WebSocket session (§3.5): connect with ``Authorization: Bearer`` → wait for
+``session.created`` → ``session.update`` → ``session.updated`` → append + commit → audio deltas →
+``response.done`` → ``session.finish`` → ``session.finished`` → the client closes (the real
+service may not, §3.8). websockets exceptions are translated to :mod:`..errors` in exactly one
+place, :func:`map_websocket_errors`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import platform
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from .. import __version__
+from .. import protocol as p
+from ..errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionFailedError,
+    NoAudioError,
+    ProtocolViolationError,
+    RateLimitError,
+    RemoteError,
+    ResponseTimeoutError,
+    ServiceError,
+)
+from ..models import AudioChunk, SpeechRequest, SynthesisOutcome
+from ..session import Audio, ClientSession, Finished, ResponseComplete, Send, SessionState
+from ..settings import Settings
+from .base import Capabilities, Engine, StreamItem
+
+__all__ = ["RealtimeEngine", "build_url", "map_websocket_errors"]
+
+logger = logging.getLogger(__name__)
+
+THROTTLE_CLOSE_CODE = 1011  # §3.8: "To many requests. Your requests are being throttled..."
+_FINISH_STATUS = {"completed": "stop", "cancelled": "cancelled", "incomplete": "incomplete"}
+
+
+def build_url(base: str, model: str) -> str:
+    """``<base>?model=<model>``, keeping any query the base already has (unlike the SDK, §8 #7)."""
+    sep = "&" if urlsplit(base).query else "?"
+    return f"{base}{sep}model={quote(model, safe='')}"
+
+
+def _body_fields(body: bytes | None) -> tuple[str | None, str | None, str | None]:
+    try:
+        data = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None, None, None
+    if not isinstance(data, dict):
+        return None, None, None
+    return data.get("code"), data.get("message"), data.get("request_id")
+
+
+def _status_error(status: int, body: bytes | None, request_id: str | None) -> RemoteError:
+    code, message, body_request_id = _body_fields(body)
+    request_id = body_request_id or request_id
+    if status in (401, 403):
+        return AuthenticationError(
+            f"The service refused the API key (HTTP {status}{': ' + message if message else ''}). Check "
+            "DASHSCOPE_API_KEY, and that the key belongs to DASHSCOPE_REGION (Beijing and Singapore keys differ).",
+            status=status, code=code, request_id=request_id,
+        )  # fmt: skip
+    if status == 429:
+        return RateLimitError(
+            f"The service is throttling requests (HTTP 429{': ' + message if message else ''}); wait and retry.",
+            status=status, code=code, request_id=request_id,
+        )  # fmt: skip
+    return ServiceError(
+        f"The service refused the connection with HTTP {status}{': ' + message if message else ''}.",
+        status=status, code=code, request_id=request_id, retryable=status == 408 or status >= 500,
+    )  # fmt: skip
+
+
+@contextlib.contextmanager
+def map_websocket_errors(*, got_audio: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """Translate websockets and socket exceptions into this package's errors, once, here.
+
+    Causes are dropped (``from None``) where the library's exception holds the request, whose
+    headers carry the API key.
+
+    Args:
+        got_audio: Tells whether audio was already received, which turns a close into a
+            mid-stream drop rather than a refusal.
+    """
+    from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
+
+    try:
+        yield
+    except InvalidStatus as exc:
+        response = exc.response
+        raise _status_error(response.status_code, response.body, response.headers.get("x-request-id")) from None
+    except InvalidURI:
+        raise ConfigurationError("The realtime URL is not a valid ws:// or wss:// URL.") from None
+    except ConnectionClosed as exc:
+        rcvd = exc.rcvd
+        code, reason = (rcvd.code, rcvd.reason) if rcvd else (1006, "")
+        if code == THROTTLE_CLOSE_CODE and "many requests" in reason.lower():
+            raise RateLimitError(
+                f"The service is throttling requests (close {code}: {reason}); wait and retry."
+            ) from None
+        if got_audio():
+            raise ConnectionFailedError(f"The connection dropped mid-stream (close {code} {reason}).".strip()) from None
+        raise NoAudioError(
+            f"The service closed the session before any audio (close {code}{' ' + reason if reason else ''}). "
+            "This is how it answers an unknown or unavailable model: check the model name and region."
+        ) from None
+    except (OSError, asyncio.IncompleteReadError, WebSocketException) as exc:
+        raise ConnectionFailedError(f"Cannot reach the realtime service ({type(exc).__name__}).") from None
+
+
+class RealtimeEngine(Engine):
+    """Speaks through the DashScope realtime WebSocket, one session per request.
+
+    Args:
+        settings: Key, endpoint, workspace and timeouts.
+        connect: Seam for tests and pools: a ``websockets.asyncio.client.connect``-compatible
+            callable. Defaults to the real one.
+    """
+
+    name = "realtime"
+    capabilities = Capabilities(remote=True, streaming=True, instructions=True)
+
+    def __init__(self, settings: Settings, *, connect: Callable[..., Any] | None = None) -> None:
+        self._settings = settings
+        self._connect = connect
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Authorization": self._settings.bearer()}
+        if self._settings.workspace:
+            headers["X-DashScope-WorkSpace"] = self._settings.workspace
+        return headers
+
+    @staticmethod
+    def session_config(request: SpeechRequest) -> p.SessionConfig:
+        """The ``session.update`` body for a resolved request (commit mode, PCM)."""
+        fields: dict[str, Any] = {
+            "voice": request.voice,
+            "mode": "commit",  # one response per commit: deterministic turns, reusable sessions (§3.6)
+            "response_format": "pcm",
+            "sample_rate": request.sample_rate,
+        }
+        if request.language_type:
+            fields["language_type"] = request.language_type
+        if request.instruction:
+            fields["instructions"] = request.instruction
+        return p.SessionConfig(**fields)
+
+    async def stream(self, request: SpeechRequest) -> AsyncIterator[StreamItem]:
+        assert request.model is not None, "resolve the request first (SpeechRequest.resolved())"
+        settings = self._settings
+        if self._connect is None:
+            from websockets.asyncio.client import connect
+        else:
+            connect = self._connect
+        url = build_url(settings.realtime_url, request.model)
+        core = ClientSession(self.session_config(request))
+        got_audio = False
+        usage: p.Usage | None = None
+        status = "completed"
+
+        with map_websocket_errors():
+            try:
+                ws = await connect(
+                    url,
+                    additional_headers=self._headers(),
+                    user_agent_header=f"alicloud-ai-audio-tts-realtime/{__version__}; python/{platform.python_version()}",
+                    open_timeout=settings.connect_timeout,
+                    close_timeout=2,
+                    max_size=16 * 2**20,
+                )
+            except asyncio.TimeoutError:
+                raise ResponseTimeoutError(f"No handshake within {settings.connect_timeout:g} s.") from None
+        logger.info(
+            "realtime session open: model=%s voice=%s rate=%s", request.model, request.voice, request.sample_rate
+        )
+        try:
+            with map_websocket_errors(got_audio=lambda: got_audio):
+                while True:
+                    try:
+                        # wait_for rather than asyncio.timeout: Python 3.10 is supported, and
+                        # cancelling recv() is safe in websockets' asyncio implementation.
+                        frame = await asyncio.wait_for(ws.recv(), settings.idle_timeout)
+                    except asyncio.TimeoutError:
+                        raise ResponseTimeoutError(
+                            f"No event from the service for {settings.idle_timeout:g} s "
+                            f"while the session was {core.state.value}."
+                        ) from None
+                    for out in core.receive(p.parse_server_event(frame)):
+                        if isinstance(out, Send):
+                            await ws.send(p.dump_event(out.event))
+                        elif isinstance(out, Audio):
+                            got_audio = True
+                            if logger.isEnabledFor(logging.DEBUG):
+                                logger.debug("audio delta: %d bytes (%s)", len(out.pcm), out.response_id)
+                            yield AudioChunk(out.pcm, request.sample_rate)
+                        elif isinstance(out, ResponseComplete):
+                            usage, status = out.usage, out.status
+                            for send in core.finish():
+                                await ws.send(p.dump_event(send.event))
+                        elif isinstance(out, Finished):
+                            pass  # the loop ends below, once the state says so
+                        else:  # Ready: the configuration was accepted, speak now
+                            for send in core.speak(request.text):
+                                await ws.send(p.dump_event(send.event))
+                    if core.state is SessionState.FINISHED:
+                        break
+        finally:
+            # Always close ourselves: after session.finished the real service may keep the socket
+            # open (§3.8), and on cancellation this is what stops the upstream synthesis.
+            with contextlib.suppress(Exception):
+                await ws.close()
+            logger.info("realtime session closed: %s (%s)", core.session_id, core.state.value)
+
+        if status == "failed":
+            raise ServiceError("The service reported the response as failed.")
+        if not got_audio:
+            raise NoAudioError(
+                f"The session completed without audio (response status {status!r}); check the text and the voice."
+            )
+        if status not in _FINISH_STATUS:
+            raise ProtocolViolationError(f"Unknown response status {status!r}.")
+        yield SynthesisOutcome(
+            finish_reason=_FINISH_STATUS[status],  # type: ignore[arg-type]
+            model=core.model or request.model,
+            characters=usage.characters if usage else None,
+            session_id=core.session_id,
+        )

@@ -1,0 +1,132 @@
+"""The sans-I/O client session driven by scripted server events."""
+
+from __future__ import annotations
+
+import pytest
+
+from alicloud_tts_realtime import InvalidStateError, ProtocolViolationError, ServiceError
+from alicloud_tts_realtime import protocol as p
+from alicloud_tts_realtime.audio import encode_chunk
+from alicloud_tts_realtime.session import (
+    Audio,
+    ClientSession,
+    Finished,
+    Ready,
+    ResponseComplete,
+    Send,
+    SessionState,
+)
+
+CONFIG = p.SessionConfig(
+    voice="Cherry", mode="commit", response_format="pcm", sample_rate=16000, language_type="Chinese"
+)
+
+
+def created() -> p.SessionCreated:
+    return p.SessionCreated(session=p.SessionConfig(id="sess_1", model="qwen3-tts-flash-realtime", voice="Cherry"))
+
+
+def updated(**overrides: object) -> p.SessionUpdated:
+    fields = {"id": "sess_1", "voice": "Cherry", "mode": "commit", "response_format": "pcm", "sample_rate": 16000}
+    fields["language_type"] = "chinese"  # echoed lower-cased (§3.3)
+    fields.update(overrides)
+    return p.SessionUpdated(session=p.SessionConfig(**fields))
+
+
+def response_events(pcm: bytes) -> list[p.ServerEvent]:
+    ids = {"response_id": "resp_1", "item_id": "item_1"}
+    info = p.ResponseInfo(id="resp_1")
+    item = p.Item(id="item_1")
+    return [
+        p.InputTextBufferCommitted(),
+        p.ResponseCreated(response=info),
+        p.ResponseOutputItemAdded(response_id="resp_1", item=item),
+        p.ResponseContentPartAdded(**ids),
+        p.ResponseAudioDelta(**ids, delta=encode_chunk(pcm)),
+        p.ResponseAudioDone(**ids),
+        p.ResponseContentPartDone(**ids),
+        p.ResponseOutputItemDone(response_id="resp_1", item=item),
+        p.ResponseDone(response=p.ResponseInfo(id="resp_1", status="completed", usage=p.Usage(characters=5))),
+    ]
+
+
+def test_full_session_in_order() -> None:
+    core = ClientSession(CONFIG)
+    (send,) = core.receive(created())
+    assert isinstance(send, Send) and isinstance(send.event, p.SessionUpdate)
+    assert send.event.session == CONFIG
+    assert core.state is SessionState.CONFIGURING
+    (ready,) = core.receive(updated())
+    assert isinstance(ready, Ready) and core.state is SessionState.READY
+    append, commit = core.speak("你好")
+    assert isinstance(append.event, p.InputTextBufferAppend) and isinstance(commit.event, p.InputTextBufferCommit)
+    outputs = [out for event in response_events(b"\x01\x00\x02\x00") for out in core.receive(event)]
+    assert [type(o) for o in outputs] == [Audio, ResponseComplete]
+    assert outputs[0].pcm == b"\x01\x00\x02\x00"  # type: ignore[union-attr]
+    assert outputs[1].usage.characters == 5  # type: ignore[union-attr]
+    assert core.state is SessionState.READY
+    (finish,) = core.finish()
+    assert isinstance(finish.event, p.SessionFinish)
+    assert core.receive(p.SessionFinished()) == (Finished(),)
+    assert core.state is SessionState.FINISHED
+    assert core.session_id == "sess_1"
+
+
+def test_error_event_becomes_service_error_with_fields() -> None:
+    core = ClientSession(CONFIG)
+    core.receive(created())
+    detail = p.ErrorDetail(
+        type="invalid_request_error", code="invalid_value", message="bad voice", param="session.voice"
+    )
+    with pytest.raises(ServiceError) as info:
+        core.receive(p.ErrorEvent(error=detail))
+    assert info.value.param == "session.voice" and info.value.code == "invalid_value"
+    assert not info.value.retryable
+    assert core.state is SessionState.FAILED
+    server = p.ErrorEvent(error=p.ErrorDetail(type="server_error", message="boom"))
+    with pytest.raises(ServiceError) as info:
+        ClientSession(CONFIG).receive(server)
+    assert info.value.retryable
+
+
+def test_echo_that_contradicts_the_request_is_refused() -> None:
+    core = ClientSession(CONFIG)
+    core.receive(created())
+    with pytest.raises(ProtocolViolationError, match="sample_rate"):
+        core.receive(updated(sample_rate=24000))
+
+
+def test_fields_not_echoed_are_fine() -> None:
+    core = ClientSession(CONFIG)
+    core.receive(created())
+    (ready,) = core.receive(p.SessionUpdated(session=p.SessionConfig(id="sess_1")))
+    assert isinstance(ready, Ready)
+
+
+def test_out_of_order_events_are_violations() -> None:
+    core = ClientSession(CONFIG)
+    with pytest.raises(ProtocolViolationError, match="connecting"):
+        core.receive(p.ResponseAudioDelta(response_id="r", item_id="i", delta="AAAA"))
+
+
+def test_unknown_events_are_skipped_and_wrong_calls_name_the_state() -> None:
+    core = ClientSession(CONFIG)
+    assert core.receive(p.UnknownEvent(type="x")) == ()
+    with pytest.raises(InvalidStateError, match="connecting"):
+        core.speak("hi")
+    core.receive(created())
+    core.receive(updated())
+    core.finish()
+    with pytest.raises(InvalidStateError, match="finishing"):
+        core.speak("hi")
+
+
+def test_several_utterances_per_session() -> None:
+    core = ClientSession(CONFIG)
+    core.receive(created())
+    core.receive(updated())
+    for _ in range(2):
+        core.speak("one")
+        outs = [o for e in response_events(b"\x00\x00") for o in core.receive(e)]
+        assert isinstance(outs[-1], ResponseComplete)
+        assert core.state is SessionState.READY

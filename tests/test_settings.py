@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alicloud_tts_realtime import ConfigurationError, load_settings
+
+SECRET = "sk-test-0123456789abcdef"
+
+
+def write_credentials(home: Path, text: str) -> Path:
+    path = home / ".alibabacloud" / "credentials"
+    path.parent.mkdir(parents=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_env_key_wins_over_file(tmp_path: Path) -> None:
+    write_credentials(tmp_path, "[default]\ndashscope_api_key = sk-from-file\n")
+    settings = load_settings({"DASHSCOPE_API_KEY": SECRET}, home=tmp_path)
+    assert settings.bearer() == f"Bearer {SECRET}"
+    assert settings.key_source == "env DASHSCOPE_API_KEY"
+
+
+def test_key_from_profile_among_access_key_profiles(tmp_path: Path) -> None:
+    write_credentials(
+        tmp_path,
+        "[default]\ntype = access_key\naccess_key_id = AK\naccess_key_secret = SK\n\n"
+        "[work]\ntype = access_key\ndashscope_api_key = sk-work\n\n[other]\nDASHSCOPE_API_KEY = sk-other\n",
+    )
+    assert load_settings({}, home=tmp_path).api_key is None  # default profile has no DashScope key
+    assert load_settings({"ALIBABA_CLOUD_PROFILE": "work"}, home=tmp_path).bearer() == "Bearer sk-work"
+    # ALICLOUD_PROFILE is the fallback; the upper-case key name is accepted too.
+    assert load_settings({"ALICLOUD_PROFILE": "other"}, home=tmp_path).bearer() == "Bearer sk-other"
+    both = {"ALIBABA_CLOUD_PROFILE": "work", "ALICLOUD_PROFILE": "other"}
+    assert load_settings(both, home=tmp_path).bearer() == "Bearer sk-work"
+
+
+def test_malformed_credentials_is_a_clear_error_without_the_secret(tmp_path: Path) -> None:
+    path = write_credentials(tmp_path, f"dashscope_api_key = {SECRET}\n[default\n")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings({}, home=tmp_path)
+    assert str(path) in str(info.value)
+    assert SECRET not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_missing_file_means_no_key(tmp_path: Path) -> None:
+    settings = load_settings({}, home=tmp_path)
+    assert not settings.has_key
+    with pytest.raises(ConfigurationError, match="DASHSCOPE_API_KEY"):
+        settings.bearer()
+
+
+def test_key_never_shows_in_repr_or_str(tmp_path: Path) -> None:
+    settings = load_settings({"DASHSCOPE_API_KEY": SECRET}, home=tmp_path)
+    assert SECRET not in repr(settings)
+    assert SECRET not in str(settings)
+
+
+def test_regions_and_overrides(tmp_path: Path) -> None:
+    beijing = load_settings({}, home=tmp_path)
+    assert beijing.realtime_url == "wss://dashscope.aliyuncs.com/api-ws/v1/realtime"
+    assert beijing.http_base_url == "https://dashscope.aliyuncs.com/api/v1"
+    intl = load_settings({"DASHSCOPE_REGION": "ap-southeast-1", "DASHSCOPE_WORKSPACE": "ws-1"}, home=tmp_path)
+    assert intl.realtime_url == "wss://dashscope-intl.aliyuncs.com/api-ws/v1/realtime"
+    assert intl.workspace == "ws-1"
+    local = load_settings(
+        {
+            "DASHSCOPE_REALTIME_URL": "ws://127.0.0.1:9/api-ws/v1/realtime",
+            "DASHSCOPE_HTTP_BASE_URL": "http://127.0.0.1:9/api/v1/",
+            "OUTPUT_DIR": str(tmp_path / "out"),
+        },
+        home=tmp_path,
+    )
+    assert local.realtime_url == "ws://127.0.0.1:9/api-ws/v1/realtime"
+    assert local.http_base_url == "http://127.0.0.1:9/api/v1"
+    assert local.audio_dir == tmp_path / "out" / "ai-audio-tts-realtime" / "audio"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"DASHSCOPE_REGION": "us-west-9"}, "DASHSCOPE_REGION"),
+        ({"DASHSCOPE_REALTIME_URL": "http://x/api-ws/v1/realtime"}, "DASHSCOPE_REALTIME_URL"),
+        ({"DASHSCOPE_HTTP_BASE_URL": "ftp://x"}, "DASHSCOPE_HTTP_BASE_URL"),
+    ],
+)
+def test_bad_settings_are_named(tmp_path: Path, env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(env, home=tmp_path)
