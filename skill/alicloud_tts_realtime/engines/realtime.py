@@ -50,7 +50,7 @@ def build_url(base: str, model: str) -> str:
     return f"{base}{sep}model={quote(model, safe='')}"
 
 
-def _body_fields(body: bytes | None) -> tuple[str | None, str | None, str | None]:
+def _body_fields(body: bytes | bytearray | None) -> tuple[str | None, str | None, str | None]:
     try:
         data = json.loads(body or b"")
     except (ValueError, UnicodeDecodeError):
@@ -60,7 +60,7 @@ def _body_fields(body: bytes | None) -> tuple[str | None, str | None, str | None
     return data.get("code"), data.get("message"), data.get("request_id")
 
 
-def _status_error(status: int, body: bytes | None, request_id: str | None) -> RemoteError:
+def _status_error(status: int, body: bytes | bytearray | None, request_id: str | None) -> RemoteError:
     code, message, body_request_id = _body_fields(body)
     request_id = body_request_id or request_id
     if status in (401, 403):
@@ -117,6 +117,12 @@ def map_websocket_errors(*, got_audio: Callable[[], bool] = lambda: False) -> It
         raise ConnectionFailedError(f"Cannot reach the realtime service ({type(exc).__name__}).") from None
 
 
+def _default_connect() -> Callable[..., Any]:
+    from websockets.asyncio.client import connect
+
+    return connect
+
+
 class RealtimeEngine(Engine):
     """Speaks through the DashScope realtime WebSocket, one session per request.
 
@@ -157,10 +163,7 @@ class RealtimeEngine(Engine):
     async def stream(self, request: SpeechRequest) -> AsyncIterator[StreamItem]:
         assert request.model is not None, "resolve the request first (SpeechRequest.resolved())"
         settings = self._settings
-        if self._connect is None:
-            from websockets.asyncio.client import connect
-        else:
-            connect = self._connect
+        connect = self._connect or _default_connect()
         url = build_url(settings.realtime_url, request.model)
         core = ClientSession(self.session_config(request))
         got_audio = False

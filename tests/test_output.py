@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import pytest
+
+from alicloud_tts_realtime import InvalidRequestError
+from alicloud_tts_realtime.audio import decode_chunk, encode_chunk, wav_bytes
+from alicloud_tts_realtime.output import atomic_write, confined_path, new_audio_name
+
+
+def test_names_are_unique_and_never_embed_text() -> None:
+    names = {new_audio_name() for _ in range(100)}
+    assert len(names) == 100
+    assert all(n.startswith("tts-") and n.endswith(".wav") for n in names)
+
+
+@pytest.mark.parametrize("name", ["/etc/passwd", "../x.wav", "a/../../x.wav", "", "  "])
+def test_confinement_refuses_escapes(tmp_path: Path, name: str) -> None:
+    with pytest.raises(InvalidRequestError):
+        confined_path(tmp_path, name)
+
+
+def test_confinement_refuses_symlinks_out(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "link").symlink_to(outside)
+    with pytest.raises(InvalidRequestError, match="outside"):
+        confined_path(base, "link/x.wav")
+
+
+def test_confinement_accepts_plain_names(tmp_path: Path) -> None:
+    assert confined_path(tmp_path, "greeting") == tmp_path.resolve() / "greeting.wav"
+    assert confined_path(tmp_path, "sub/take1.wav") == tmp_path.resolve() / "sub" / "take1.wav"
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "out.wav"
+
+    written = atomic_write(target, wav_bytes([b"\x01\x00" * 100], 16000))
+    assert written == target.absolute()
+    with wave.open(str(target)) as wav:
+        assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth(), wav.getnframes()) == (16000, 1, 2, 100)
+    with pytest.raises(TypeError):
+        atomic_write(tmp_path / "a" / "bad.wav", "not bytes")  # type: ignore[arg-type]
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["out.wav"]
+
+
+def test_chunk_codec_round_trip_and_odd_lengths() -> None:
+    assert decode_chunk(encode_chunk(b"\x01\x02\x03\x04")) == b"\x01\x02\x03\x04"
+    with pytest.raises(Exception, match="whole 16-bit samples"):
+        decode_chunk(encode_chunk(b"\x01\x02\x03"))
+    with pytest.raises(Exception, match="base64"):
+        decode_chunk("***")
