@@ -9,6 +9,36 @@ import pytest
 from alicloud_tts_realtime.emulator import Emulator, EmulatorConfig, serve_emulator
 
 
+_ISOLATED_ENV = (
+    "DASHSCOPE_API_KEY",
+    "DASHSCOPE_REGION",
+    "DASHSCOPE_WORKSPACE",
+    "DASHSCOPE_REALTIME_URL",
+    "DASHSCOPE_HTTP_BASE_URL",
+    "ALIBABA_CLOUD_PROFILE",
+    "ALICLOUD_PROFILE",
+    "OUTPUT_DIR",
+    "TTS_MCP_AUTH_TOKEN",
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Keep the developer's key, credentials file and output directory out of every test.
+
+    Live tests (marked ``live``) keep the real environment: they skip unless it is configured.
+    """
+    if request.node.get_closest_marker("live"):
+        return
+    for name in _ISOLATED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     # uvicorn (the emulator's server) runs on asyncio only.

@@ -86,3 +86,14 @@ def test_request_schema_describes_fields_for_a_model() -> None:
     for name in ("text", "voice", "instruction", "sample_rate", "model"):
         assert schema["properties"][name]["description"]
     assert schema["required"] == ["text", "voice"]
+
+
+def test_future_dated_snapshots_of_known_families_are_accepted() -> None:
+    request = build_request(
+        text="hi", voice="Serena", instruction="calm", model="qwen3-tts-instruct-flash-realtime-2027-02-01"
+    )
+    assert request.model == "qwen3-tts-instruct-flash-realtime-2027-02-01"
+    with pytest.raises(InvalidRequestError, match="not available"):
+        build_request(text="hi", voice="Dylan", model="qwen3-tts-instruct-flash-realtime-2027-02-01")
+    with pytest.raises(InvalidRequestError, match="Unknown realtime model"):
+        build_request(text="hi", voice="Cherry", model="qwen9-tts-realtime-2027-02-01")

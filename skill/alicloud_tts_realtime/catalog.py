@@ -7,16 +7,22 @@ every refusal and suggest the closest valid values.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import enum
+import re
+import re
 from dataclasses import dataclass
 
 from .errors import InvalidRequestError
 
 __all__ = [
+    "DEFAULT_HTTP_INSTRUCT_MODEL",
+    "DEFAULT_HTTP_MODEL",
     "DEFAULT_INSTRUCT_MODEL",
     "DEFAULT_MODEL",
     "DEFAULT_SAMPLE_RATE",
+    "HTTP_MODELS",
     "LANGUAGE_TYPES",
     "MODELS",
     "SAMPLE_RATES",
@@ -25,6 +31,8 @@ __all__ = [
     "check_language_type",
     "check_voice",
     "female_voice",
+    "http_model_for",
+    "http_model_info",
     "model_info",
     "resolve_model",
     "voices_for",
@@ -127,6 +135,77 @@ def _models() -> dict[str, ModelInfo]:
 
 
 MODELS: dict[str, ModelInfo] = _models()
+_SNAPSHOT = re.compile(r"^(.+)-(\d{4}-\d{2}-\d{2})$")
+
+# Non-realtime models of the HTTP API (§6.2), used by the http engine and the fallback. They take the
+# same voice names as their realtime counterparts and stream 24 kHz PCM only (§6.4; §11 q13).
+DEFAULT_HTTP_MODEL = "qwen3-tts-flash"
+DEFAULT_HTTP_INSTRUCT_MODEL = "qwen3-tts-instruct-flash"
+
+
+def _http_models() -> dict[str, ModelInfo]:
+    flash_all = _FLASH_ORIGINAL + _FLASH_ADDED
+    rate, fmt = (24000,), ("pcm",)
+    rows = [
+        ModelInfo("qwen3-tts-flash", Family.FLASH, flash_all, False, rate, fmt, stable=True),
+        ModelInfo("qwen3-tts-flash-2025-11-27", Family.FLASH, flash_all, False, rate, fmt),
+        ModelInfo("qwen3-tts-flash-2025-09-18", Family.FLASH, _FLASH_ORIGINAL, False, rate, fmt),
+        ModelInfo("qwen3-tts-instruct-flash", Family.INSTRUCT, _INSTRUCT, True, rate, fmt, stable=True),
+        ModelInfo("qwen3-tts-instruct-flash-2026-01-26", Family.INSTRUCT, _INSTRUCT, True, rate, fmt),
+    ]
+    return {row.id: row for row in rows}
+
+
+HTTP_MODELS: dict[str, ModelInfo] = _http_models()
+
+
+def http_model_info(model: str) -> ModelInfo:
+    """Return the catalog entry of the non-realtime HTTP model ``model``.
+
+    Raises:
+        InvalidRequestError: Not a known HTTP TTS model; says so when a realtime model was given,
+            since the HTTP API refuses those ("current user api does not support http call", §6.5).
+    """
+    info = HTTP_MODELS.get(model)
+    if info is not None:
+        return info
+    known = ", ".join(HTTP_MODELS)
+    if model in MODELS:
+        raise InvalidRequestError(
+            f"{model!r} is a realtime (WebSocket-only) model; the HTTP API takes {known}.", field="model"
+        )
+    close = _suggest(model, list(HTTP_MODELS))
+    hint = f" Did you mean {close}?" if close else ""
+    raise InvalidRequestError(f"Unknown HTTP TTS model {model!r}.{hint} Known models: {known}.", field="model")
+
+
+def http_model_for(model: str | None, instruction: str | None = None) -> ModelInfo:
+    """The HTTP model that stands in for a realtime model (the fallback path).
+
+    ``-realtime`` and any date suffix are stripped (``qwen3-tts-instruct-flash-realtime-2026-01-22``
+    → ``qwen3-tts-instruct-flash``): snapshot dates differ between the two APIs. An HTTP model id is
+    returned as is. No model gives ``qwen3-tts-instruct-flash`` with an instruction, else
+    ``qwen3-tts-flash``.
+
+    Raises:
+        InvalidRequestError: The model has no HTTP counterpart in the catalog (voice-clone,
+            voice-design and legacy models: their voices are bound to the realtime model).
+    """
+    if model is None:
+        has_instruction = bool(instruction and instruction.strip())
+        return HTTP_MODELS[DEFAULT_HTTP_INSTRUCT_MODEL if has_instruction else DEFAULT_HTTP_MODEL]
+    if model in HTTP_MODELS:
+        return HTTP_MODELS[model]
+    base = re.sub(r"-\d{4}-\d{2}-\d{2}$", "", model).removesuffix("-latest").removesuffix("-realtime")
+    if model in MODELS and base in HTTP_MODELS:
+        return HTTP_MODELS[base]
+    if model in MODELS:
+        raise InvalidRequestError(
+            f"Model {model!r} has no HTTP counterpart; the HTTP API serves "
+            f"{DEFAULT_HTTP_MODEL!r} and {DEFAULT_HTTP_INSTRUCT_MODEL!r} (and their snapshots).",
+            field="model",
+        )
+    return http_model_info(model)  # raises with a suggestion
 
 
 def _suggest(value: str, choices: tuple[str, ...] | list[str], n: int = 3) -> str:
@@ -145,6 +224,12 @@ def model_info(model: str) -> ModelInfo:
     info = MODELS.get(model)
     if info is not None:
         return info
+    snapshot = _SNAPSHOT.match(model)
+    if snapshot and snapshot.group(1) in MODELS:
+        # A dated snapshot newer than this catalog: same family and voices as its stable alias. The
+        # service stays the judge (an unknown id closes without audio, §3.5 gotcha 1).
+        alias = MODELS[snapshot.group(1)]
+        return dataclasses.replace(alias, id=model, stable=False)
     if f"{model}-realtime" in MODELS or model in ("qwen3-tts-flash", "qwen3-tts-instruct-flash", "qwen-tts"):
         hint = f" {model!r} is an HTTP-only model; use {model}-realtime for the realtime WebSocket."
     else:

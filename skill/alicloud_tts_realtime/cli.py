@@ -71,12 +71,32 @@ def _build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--api-key", default="sk-emulator", help="the key clients must send (default: sk-emulator)")
     emulator.add_argument("--audio", default="auto", choices=("auto", "speech", "signal"))
 
+    from .engines import ENGINE_CHOICES
+
     serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
-    serve.add_argument("--transport", default="stdio", choices=("stdio", "http"))
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
-    serve.add_argument("--auth-token", help="bearer token required over HTTP (or TTS_MCP_AUTH_TOKEN)")
-    serve.add_argument("--engine", default="auto", choices=("auto", "realtime", "offline"))
+    serve.add_argument(
+        "--transport", default="stdio", choices=("stdio", "http"), help="stdio (default) or Streamable HTTP at /mcp"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP interface (default: 127.0.0.1, loopback only)")
+    serve.add_argument("--port", type=int, default=8765, help="HTTP port (default: 8765; 0: any free port)")
+    serve.add_argument(
+        "--auth-token",
+        help="bearer token required over HTTP (or TTS_MCP_AUTH_TOKEN); mandatory on a non-loopback --host",
+    )
+    serve.add_argument(
+        "--engine",
+        default="auto",
+        choices=ENGINE_CHOICES,
+        help="auto (default): realtime when an API key is configured, else offline",
+    )
+    serve.add_argument(
+        "--list-dotted-alias",
+        action="store_true",
+        help="also list the dotted tool name tts.realtime (always callable; some clients reject dots)",
+    )
+    serve.add_argument("--max-text-chars", type=int, help="longest text per call (default: 2000)")
+    serve.add_argument("--deadline", type=float, help="seconds allowed per call, queueing included (default: 120)")
+    serve.add_argument("--max-concurrent", type=int, help="syntheses at once; more calls queue (default: 4)")
     return parser
 
 

@@ -30,6 +30,7 @@ from ..errors import (
     RemoteError,
     ResponseTimeoutError,
     ServiceError,
+    TTSError,
 )
 from ..models import AudioChunk, SpeechRequest, SynthesisOutcome
 from ..session import Audio, ClientSession, Finished, ResponseComplete, Send, SessionState
@@ -95,6 +96,8 @@ def map_websocket_errors(*, got_audio: Callable[[], bool] = lambda: False) -> It
 
     try:
         yield
+    except TTSError:
+        raise  # already ours; ResponseTimeoutError is also a TimeoutError, hence an OSError
     except InvalidStatus as exc:
         response = exc.response
         raise _status_error(response.status_code, response.body, response.headers.get("x-request-id")) from None
@@ -115,6 +118,19 @@ def map_websocket_errors(*, got_audio: Callable[[], bool] = lambda: False) -> It
         ) from None
     except (OSError, asyncio.IncompleteReadError, WebSocketException) as exc:
         raise ConnectionFailedError(f"Cannot reach the realtime service ({type(exc).__name__}).") from None
+
+
+class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Hands websockets a logger that masks the ``Authorization`` header it logs at DEBUG.
+
+    websockets logs every handshake header (``"> %s: %s"``) when its logger is at DEBUG, which
+    ``-vv`` enables; the key must never reach a log. An adapter keeps logging's global state as is.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if len(args) >= 2 and isinstance(args[0], str) and args[0].lower() == "authorization":
+            args = (args[0], "Bearer ***", *args[2:])
+        super().log(level, msg, *args, **kwargs)
 
 
 def _default_connect() -> Callable[..., Any]:
@@ -179,6 +195,7 @@ class RealtimeEngine(Engine):
                     open_timeout=settings.connect_timeout,
                     close_timeout=2,
                     max_size=16 * 2**20,
+                    logger=_RedactingLogger(logging.getLogger("websockets.client"), {}),
                 )
             except asyncio.TimeoutError:
                 raise ResponseTimeoutError(f"No handshake within {settings.connect_timeout:g} s.") from None

@@ -1,0 +1,300 @@
+"""The native realtime client against the emulator over loopback: the full session and every error path."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from pydantic import SecretStr
+
+from alicloud_tts_realtime import (
+    AuthenticationError,
+    ConnectionFailedError,
+    NoAudioError,
+    RateLimitError,
+    ResponseTimeoutError,
+    ServiceError,
+    SpeechRequest,
+    TTSError,
+    build_request,
+)
+from alicloud_tts_realtime import protocol as p
+from alicloud_tts_realtime.audio import decode_chunk
+from alicloud_tts_realtime.emulator import Emulator, EmulatorConfig, serve_emulator
+from alicloud_tts_realtime.engines.realtime import RealtimeEngine, build_url
+from alicloud_tts_realtime.service import RetryOptions, synthesize
+from alicloud_tts_realtime.settings import Settings
+
+pytestmark = pytest.mark.anyio
+
+KEY = "sk-emulator"
+
+
+def settings_for(emulator: Emulator, key: str = KEY, **overrides: object) -> Settings:
+    base = Settings(api_key=SecretStr(key), key_source="test", realtime_url=emulator.url, workspace="ws-test")
+    return dataclasses.replace(base, **overrides)  # type: ignore[arg-type]
+
+
+def unchecked(**fields: object) -> SpeechRequest:
+    """A request that skips catalog validation, to make the service itself refuse it."""
+    return SpeechRequest.model_construct(**{"sample_rate": 24000, "instruction": None, "language_type": None, **fields})
+
+
+async def test_full_session_in_commit_mode(emulator: Emulator) -> None:
+    request = build_request(text="Hello, 世界。", voice="Cherry", sample_rate=16000, language_type="Chinese")
+    response = await synthesize(request, RealtimeEngine(settings_for(emulator)), output="chunks")
+
+    assert response.finish_reason == "stop"
+    assert (response.engine, response.model, response.voice) == ("realtime", "qwen3-tts-flash-realtime", "Cherry")
+    assert response.sample_rate == 16000
+    assert response.characters == 7 + 2 * 2 + 1  # "Hello, " + 2 ideographs + "。" (§3.9)
+    assert response.session_id is not None and response.session_id.startswith("sess_")
+    assert response.first_audio_ms is not None and response.first_audio_ms < 2000
+    pcm = b"".join(decode_chunk(c) for c in response.audio_base64_pcm_chunks)
+    assert len(pcm) / 2 / 16000 * 1000 == pytest.approx(response.duration_ms, abs=1)
+    assert response.duration_ms > 300
+
+    (record,) = emulator.sessions
+    assert [e.type for e in record.events] == [
+        "session.update",
+        "input_text_buffer.append",
+        "input_text_buffer.commit",
+        "session.finish",
+    ]
+    update = record.events[0]
+    assert isinstance(update, p.SessionUpdate)
+    assert update.session.mode == "commit" and update.session.sample_rate == 16000
+    assert update.session.language_type == "Chinese" and update.session.instructions is None
+    assert record.sent[0] == "session.created" and record.sent[-1] == "session.finished"
+    assert record.workspace == "ws-test"
+    assert record.user_agent is not None and record.user_agent.startswith("alicloud-ai-audio-tts-realtime/")
+    assert "authorization" not in record.headers
+    # The client closes after session.finished: the real service may not (§3.8).
+    assert (record.closed_by, record.close_code) == ("client", 1000)
+
+
+async def test_instruction_selects_the_instruct_model_and_is_sent(emulator: Emulator) -> None:
+    request = build_request(text="Good morning.", voice="Serena", instruction="cheerful, a little fast")
+    response = await synthesize(request, RealtimeEngine(settings_for(emulator)))
+    assert response.model == "qwen3-tts-instruct-flash-realtime"
+    (record,) = emulator.sessions
+    assert record.model == "qwen3-tts-instruct-flash-realtime"
+    update = record.events[0]
+    assert isinstance(update, p.SessionUpdate) and update.session.instructions == "cheerful, a little fast"
+
+
+async def test_wrong_key_fails_at_the_handshake_in_well_under_a_second(emulator: Emulator) -> None:
+    secret = "sk-wrong-secret-123456"
+    started = time.perf_counter()
+    with pytest.raises(AuthenticationError) as info:
+        await synthesize(build_request(text="hi", voice="Cherry"), RealtimeEngine(settings_for(emulator, secret)))
+    elapsed = time.perf_counter() - started
+    assert elapsed < 0.5
+    assert (info.value.status, info.value.code) == (401, "InvalidApiKey")
+    assert info.value.request_id
+    assert not info.value.retryable
+    assert secret not in str(info.value) and secret not in repr(info.value.__context__)
+    assert len(emulator.sessions) == 1  # an authentication failure is not retried
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", unknown_model="close")])
+async def test_unknown_model_closes_without_audio(emulator: Emulator) -> None:
+    request = unchecked(text="hi", voice="Cherry", model="qwen3-tts-nonexistent-realtime")
+    with pytest.raises(NoAudioError, match="before any audio"):
+        async for _ in RealtimeEngine(settings_for(emulator)).stream(request):
+            pass
+    (record,) = emulator.sessions
+    assert record.sent == ["session.created"]
+
+
+async def test_rejected_update_is_a_service_error_naming_the_parameter(emulator: Emulator) -> None:
+    # Dylan is a flash voice, not an instruct one: our catalog refuses it, so skip it to see the service's answer.
+    engine = RealtimeEngine(settings_for(emulator))
+    request = unchecked(text="hi", voice="Dylan", model="qwen3-tts-instruct-flash-realtime")
+    with pytest.raises(ServiceError) as info:
+        async for _ in engine.stream(request):
+            pass
+    assert info.value.param == "session.voice"
+    assert info.value.error_type == "invalid_request_error" and not info.value.retryable
+    assert emulator.open_sessions == 0
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", throttle=True)])
+async def test_throttling_close_is_retryable_and_retried_before_audio(emulator: Emulator) -> None:
+    with pytest.raises(RateLimitError, match="throttl") as info:
+        await synthesize(
+            build_request(text="hi", voice="Cherry"),
+            RealtimeEngine(settings_for(emulator)),
+            retry=RetryOptions(max_retries=2, interval=0),
+        )
+    assert info.value.retryable
+    assert len(emulator.sessions) == 3
+
+
+@pytest.mark.parametrize(
+    ("emulator_config", "error"),
+    [
+        (EmulatorConfig(audio="signal", fail_after_chunks=2), ServiceError),
+        (EmulatorConfig(audio="signal", drop_after_chunks=2), ConnectionFailedError),
+    ],
+)
+async def test_failures_after_audio_are_never_retried(emulator: Emulator, error: type[TTSError]) -> None:
+    received: list[int] = []
+
+    async def on_chunk(chunk: object) -> None:
+        received.append(1)
+
+    with pytest.raises(error) as info:
+        await synthesize(
+            build_request(text="A sentence long enough for several chunks of audio.", voice="Cherry"),
+            RealtimeEngine(settings_for(emulator)),
+            on_chunk=on_chunk,  # type: ignore[arg-type]
+            retry=RetryOptions(max_retries=3, interval=0),
+        )
+    assert info.value.retryable  # retryable in itself …
+    assert len(received) == 2 and len(emulator.sessions) == 1  # … but audio was out: never spoken twice
+
+
+@pytest.mark.parametrize(
+    ("emulator_config", "error", "retryable"),
+    [
+        (EmulatorConfig(audio="signal", reject_status=429), RateLimitError, True),
+        (EmulatorConfig(audio="signal", reject_status=403), AuthenticationError, False),
+        (EmulatorConfig(audio="signal", reject_status=503), ServiceError, True),
+    ],
+)
+async def test_refused_upgrades_are_typed(emulator: Emulator, error: type[TTSError], retryable: bool) -> None:
+    with pytest.raises(error) as info:
+        await synthesize(
+            build_request(text="hi", voice="Cherry"), RealtimeEngine(settings_for(emulator)), retry=RetryOptions(0)
+        )
+    assert info.value.retryable is retryable
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", latency_ms=1500)])
+async def test_silence_past_the_idle_timeout(emulator: Emulator) -> None:
+    engine = RealtimeEngine(settings_for(emulator, idle_timeout=0.3))
+    started = time.perf_counter()
+    with pytest.raises(ResponseTimeoutError, match="No event") as info:
+        await synthesize(build_request(text="hi", voice="Cherry"), engine, retry=RetryOptions(0))
+    assert isinstance(info.value, TimeoutError)
+    assert time.perf_counter() - started < 1.2
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", handshake_delay_ms=1500)])
+async def test_slow_handshake_times_out(emulator: Emulator) -> None:
+    engine = RealtimeEngine(settings_for(emulator, connect_timeout=0.3))
+    with pytest.raises(ResponseTimeoutError, match="handshake"):
+        await synthesize(build_request(text="hi", voice="Cherry"), engine, retry=RetryOptions(0))
+
+
+async def test_nothing_listening_is_a_connection_failure(tmp_path: Path) -> None:
+    with anyio.fail_after(5):
+        listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        await listener.aclose()  # the port is now free, so connecting is refused
+    settings = Settings(api_key=SecretStr(KEY), realtime_url=f"ws://127.0.0.1:{port}/api-ws/v1/realtime")
+    with pytest.raises(ConnectionFailedError) as info:
+        await synthesize(build_request(text="hi", voice="Cherry"), RealtimeEngine(settings), retry=RetryOptions(0))
+    assert info.value.retryable
+
+
+@pytest.mark.parametrize(
+    "emulator_config",
+    [
+        EmulatorConfig(audio="signal", close_after_finished_ms=0),
+        EmulatorConfig(audio="signal", error_shape="short", echo_extra_fields=True),
+        EmulatorConfig(audio="signal", api_key=None),
+    ],
+    ids=["server-closes-after-finish", "short-errors-and-full-echo", "any-key"],
+)
+async def test_variants_of_open_questions_are_tolerated(emulator: Emulator) -> None:
+    request = build_request(text="Variant check.", voice="Ethan", instruction="calm")
+    response = await synthesize(request, RealtimeEngine(settings_for(emulator)))
+    assert response.finish_reason == "stop" and response.duration_ms > 0
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=1.0)])
+async def test_cancellation_closes_the_upstream_session_at_once(emulator: Emulator, tmp_path: Path) -> None:
+    first_chunk = anyio.Event()
+
+    async def on_chunk(chunk: object) -> None:
+        first_chunk.set()
+
+    text = "This sentence is long enough to take a few seconds to speak at real-time pacing."
+    async with anyio.create_task_group() as tg:
+
+        async def run() -> None:
+            await synthesize(
+                build_request(text=text, voice="Cherry"),
+                RealtimeEngine(settings_for(emulator)),
+                output="file",
+                audio_dir=tmp_path,
+                on_chunk=on_chunk,  # type: ignore[arg-type]
+            )
+
+        tg.start_soon(run)
+        with anyio.fail_after(5):
+            await first_chunk.wait()
+        assert emulator.open_sessions == 1
+        tg.cancel_scope.cancel()
+    with anyio.fail_after(2):
+        while emulator.open_sessions:
+            await asyncio.sleep(0.01)
+    (record,) = emulator.sessions
+    assert record.closed_by == "client"
+    assert "response.done" not in record.sent
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+async def test_the_key_never_reaches_logs_or_errors(emulator: Emulator, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    await synthesize(build_request(text="hi", voice="Cherry"), RealtimeEngine(settings_for(emulator)))
+    secret = "sk-should-never-leak-42"
+    with pytest.raises(AuthenticationError) as info:
+        await synthesize(build_request(text="hi", voice="Cherry"), RealtimeEngine(settings_for(emulator, secret)))
+    assert KEY not in caplog.text and secret not in caplog.text
+    assert secret not in str(info.value)
+    assert info.value.__cause__ is None
+
+
+def test_url_keeps_an_existing_query() -> None:
+    assert build_url("ws://h/api-ws/v1/realtime", "qwen3-tts-flash-realtime") == (
+        "ws://h/api-ws/v1/realtime?model=qwen3-tts-flash-realtime"
+    )
+    assert build_url("ws://h/api-ws/v1/realtime?region=x", "m") == "ws://h/api-ws/v1/realtime?region=x&model=m"
+
+
+async def test_several_sessions_in_parallel(emulator: Emulator) -> None:
+    engine = RealtimeEngine(settings_for(emulator))
+    results: list[int] = []
+
+    async def one(i: int) -> None:
+        response = await synthesize(build_request(text=f"Parallel request number {i}.", voice="Cherry"), engine)
+        results.append(response.duration_ms)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(6):
+            tg.start_soon(one, i)
+    assert len(results) == 6 and all(d > 0 for d in results)
+    assert len({r.session_id for r in emulator.sessions}) == 6
+
+
+async def test_speech_from_the_emulator_through_the_client(tmp_path: Path) -> None:
+    from speech_features import assert_speech_like
+
+    async with serve_emulator(EmulatorConfig(audio="speech")) as emulator:
+        response = await synthesize(
+            build_request(text="The emulator speaks real words.", voice="Cherry", sample_rate=24000),
+            RealtimeEngine(settings_for(emulator)),
+            output="both",
+            audio_dir=tmp_path,
+        )
+    pcm = b"".join(decode_chunk(c) for c in response.audio_base64_pcm_chunks)
+    assert_speech_like(pcm, 24000)
+    assert response.file_path and Path(response.file_path).read_bytes()[:4] == b"RIFF"
