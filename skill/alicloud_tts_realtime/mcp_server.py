@@ -1,0 +1,1006 @@
+"""The MCP server: agents call ``tts_realtime`` to speak and ``tts_voices`` to choose a voice.
+
+:func:`build_server` returns a fresh :class:`~mcp.server.mcpserver.MCPServer` for a
+:class:`~.settings.Settings` and a :class:`ServerOptions`; nothing exists at import time, and the
+package's ``__init__`` does not import this module, so the MCP SDK loads only when a server is
+wanted. :func:`serve` is what ``alicloud-tts-realtime serve`` runs: stdio by default, or
+Streamable HTTP at ``/mcp`` (stateless) with ``/healthz`` and an optional bearer token.
+
+Tools (names defined once, in :class:`ToolName`):
+
+``tts_realtime``
+    The normalized interface (``text``, ``voice``, ``instruction``, ``sample_rate``, plus
+    ``model``, ``language_type``) and the MCP delivery options ``output``, ``filename``,
+    ``play`` and ``stream_chunks``. The structured result is a :class:`SpeechResult`; the text
+    content is a one-line summary, never a second copy of the audio.
+``tts.realtime``
+    The same tool under the seed's dotted name. Callable, but left out of ``tools/list`` unless
+    :attr:`ServerOptions.list_dotted_alias` is set, because several clients reject a tool list
+    that contains a dot.
+``tts_voices``
+    Models, their voices and languages, and which take ``instruction``.
+
+Strategy for audio: a second of 24 kHz PCM is ~64k base64 characters and clients cap tool
+results (Claude Code at ~25k tokens), so the default ``output`` is ``file``: the WAV goes under the
+output directory and the result carries its absolute path and a ``resource_link``. When the
+client sends a progress token, each chunk is reported as it arrives (progress = milliseconds of
+audio so far); with ``stream_chunks`` the notification's ``_meta`` also carries the chunk's PCM
+under :data:`AUDIO_META_KEY`.
+
+Expected failures become one-sentence ``isError`` results that say what to do; unexpected ones
+are logged to stderr with their traceback and reach the client only as a generic sentence.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import enum
+import functools
+import hmac
+import ipaddress
+import logging
+import os
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp.server.transport_security import TransportSecuritySettings
+from mcp_types import (
+    CallToolResult,
+    ContentBlock,
+    ProgressNotification,
+    ProgressNotificationParams,
+    ResourceLink,
+    TextContent,
+    ToolAnnotations,
+)
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import Headers
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import __version__, catalog
+from .audio import encode_chunk, wav_bytes
+from .engines import ENGINE_CHOICES, select_engine
+from .errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectionFailedError,
+    InvalidRequestError,
+    ProtocolViolationError,
+    RateLimitError,
+    ResponseTimeoutError,
+    ServiceError,
+    TTSError,
+)
+from .models import MAX_TEXT_CHARS, AudioChunk, SpeechRequest, SpeechResponse, build_request
+from .output import atomic_write, confined_path
+from .playback import play_in_background
+from .service import OutputMode, RetryOptions, synthesize
+from .settings import Settings, load_settings
+
+__all__ = [
+    "AUDIO_META_KEY",
+    "HEALTH_PATH",
+    "MCP_PATH",
+    "ServerOptions",
+    "SpeechResult",
+    "ToolName",
+    "VoicesResult",
+    "build_http_app",
+    "build_server",
+    "serve",
+    "serving_http",
+    "user_data_dir",
+]
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "alicloud-tts-realtime"
+MCP_PATH = "/mcp"
+HEALTH_PATH = "/healthz"
+AUTH_TOKEN_ENV = "TTS_MCP_AUTH_TOKEN"
+AUDIO_META_KEY = "alicloud-tts-realtime/audio"  # the progress notification's _meta key for a chunk
+DIST_NAME = "alicloud-ai-audio-tts-realtime"
+_LOOPBACK_NAMES = ("localhost",)
+_SHUTDOWN_TIMEOUT_S = 5
+
+
+class ToolName(str, enum.Enum):
+    """Every tool name the server answers to, defined once."""
+
+    TTS_REALTIME = "tts_realtime"
+    TTS_REALTIME_DOTTED = "tts.realtime"
+    TTS_VOICES = "tts_voices"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How the server behaves, beyond the settings shared with the CLI.
+
+    Attributes:
+        engine: Engine choice passed to :func:`~.engines.select_engine`; ``auto`` is realtime
+            with a key and offline without.
+        list_dotted_alias: Also list ``tts.realtime`` in ``tools/list`` (it is callable anyway).
+        max_text_chars: Longest ``text`` accepted by one call.
+        deadline_seconds: Per-call deadline, queueing included; the upstream session is closed
+            when it passes.
+        max_concurrent: Syntheses running at once; further calls wait in a queue.
+        auth_token: Bearer token required over HTTP; never shown in ``repr``.
+        data_dir: Fallback directory for audio when the output directory is not writable;
+            default :func:`user_data_dir`.
+        retry: Retry policy before the first audio.
+    """
+
+    engine: str = "auto"
+    list_dotted_alias: bool = False
+    max_text_chars: int = 2000
+    deadline_seconds: float = 120.0
+    max_concurrent: int = 4
+    auth_token: str | None = field(default=None, repr=False)
+    data_dir: Path | None = None
+    retry: RetryOptions = field(default_factory=RetryOptions)
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINE_CHOICES:
+            raise ConfigurationError(f"Unknown engine {self.engine!r}; use one of: {', '.join(ENGINE_CHOICES)}.")
+        if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
+            raise ConfigurationError(
+                f"max_text_chars must be between 1 and {MAX_TEXT_CHARS}, not {self.max_text_chars}."
+            )
+        if not self.deadline_seconds > 0:
+            raise ConfigurationError(f"deadline_seconds must be positive, not {self.deadline_seconds}.")
+        if self.max_concurrent < 1:
+            raise ConfigurationError(f"max_concurrent must be at least 1, not {self.max_concurrent}.")
+        if self.auth_token is not None and not self.auth_token.strip():
+            raise ConfigurationError("The auth token must not be empty; unset it or give a real token.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Schemas: the request fields reuse SpeechRequest's descriptions, written for a model to read.
+
+
+def _doc(name: str, extra: str = "") -> str:
+    description = SpeechRequest.model_fields[name].description or ""
+    return f"{description} {extra}".strip()
+
+
+_STABLE_MODELS = ", ".join(repr(m.id) for m in catalog.MODELS.values() if m.stable)
+
+TextArg = Annotated[str, Field(description=_doc("text"), min_length=1)]
+VoiceArg = Annotated[
+    str, Field(description=_doc("voice", "Call tts_voices for every voice of every model."), min_length=1)
+]
+InstructionArg = Annotated[str | None, Field(description=_doc("instruction"))]
+SampleRateArg = Annotated[
+    int,
+    # An enum in the schema, but validated by SpeechRequest so a wrong rate gets a clear sentence
+    # and a rate sent as the string "16000" (some clients do) still works.
+    Field(description=_doc("sample_rate"), json_schema_extra={"enum": list(catalog.SAMPLE_RATES)}),
+]
+ModelArg = Annotated[str | None, Field(description=_doc("model", f"Stable models: {_STABLE_MODELS}."))]
+LanguageArg = Annotated[str | None, Field(description=_doc("language_type"))]
+OutputArg = Annotated[
+    Literal["file", "chunks", "both"],
+    Field(
+        description=(
+            "How to return the audio. 'file' (default): save a WAV under the server's output directory "
+            "and return its absolute path, with no chunks (keeps the result small). 'chunks': return "
+            "base64 PCM16 LE mono chunks (about 64k characters per second at 24 kHz; for programmatic "
+            "clients). 'both': save the file and return the chunks."
+        )
+    ),
+]
+FilenameArg = Annotated[
+    str | None,
+    Field(
+        description=(
+            "Optional WAV file name inside the server's output directory, e.g. 'greeting.wav' or "
+            "'intro/part1.wav'; '.wav' is added when missing. Absolute paths, '..' and names that "
+            "resolve outside the directory are refused. An existing file of that name is replaced. "
+            "Default: a fresh unique name."
+        )
+    ),
+]
+PlayArg = Annotated[
+    bool,
+    Field(
+        description=(
+            "Also play the audio aloud on the machine that runs this server, if it has an audio player "
+            "(afplay, paplay, aplay, ffplay or play). The result does not wait for playback."
+        )
+    ),
+]
+StreamChunksArg = Annotated[
+    bool,
+    Field(
+        description=(
+            "When the request carries a progress token, put each chunk's base64 PCM in the progress "
+            f"notification's _meta under {AUDIO_META_KEY!r}, so a client can play while synthesis runs."
+        )
+    ),
+]
+VoicesModelArg = Annotated[
+    str | None, Field(description=f"Only this model (default: all). Stable models: {_STABLE_MODELS}.")
+]
+
+
+class SpeechResult(SpeechResponse):
+    """The structured result of ``tts_realtime``: the normalized response plus MCP delivery facts."""
+
+    engine_reason: str = Field(description="Why this engine produced the audio, e.g. the automatic choice.")
+    output_dir: str | None = Field(default=None, description="Absolute directory the WAV file was saved in.")
+    output_dir_fallback: str | None = Field(
+        default=None,
+        description="Set when the configured output directory was not writable and the user data "
+        "directory was used instead; says which.",
+    )
+    playback: str | None = Field(
+        default=None, description="With play: 'started with <player>', or why nothing is playing."
+    )
+
+
+class ModelVoices(BaseModel):
+    """One model of the catalog."""
+
+    model: str = Field(description="Model id, for the 'model' argument of tts_realtime.")
+    family: str = Field(description="flash, instruct, voice-clone, voice-design or legacy.")
+    stable: bool = Field(description="True for the family's undated alias, False for a dated snapshot.")
+    takes_instruction: bool = Field(description="Whether the model accepts 'instruction'.")
+    custom_voices_only: bool = Field(description="True when the model takes only cloned or designed voice ids.")
+    sample_rates: list[int] = Field(description="Accepted sample rates in Hz.")
+    voices: list[str] = Field(description="System voice names (case-sensitive).")
+
+
+class VoicesResult(BaseModel):
+    """The structured result of ``tts_voices``."""
+
+    default_model: str = Field(description="Model used when none is given and there is no instruction.")
+    default_instruct_model: str = Field(description="Model used when an instruction is given without a model.")
+    language_types: list[str] = Field(description="Values accepted by 'language_type'.")
+    engine: str = Field(description="The engine this server would use now, and why.")
+    models: list[ModelVoices] = Field(description="Models and their voices.")
+
+
+# ---------------------------------------------------------------------------------------------
+# Output directory
+
+
+def user_data_dir(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """The per-user data directory of this package (platformdirs' rules, without the dependency).
+
+    ``$XDG_DATA_HOME`` or ``~/.local/share`` on Linux, ``~/Library/Application Support`` on
+    macOS, ``%LOCALAPPDATA%`` on Windows; then ``alicloud-ai-audio-tts-realtime``.
+    """
+    env = os.environ if environ is None else environ
+    home = Path.home() if home is None else home
+    if sys.platform == "win32":
+        base = Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        xdg = env.get("XDG_DATA_HOME", "").strip()
+        base = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".local" / "share"
+    return base / DIST_NAME
+
+
+def _writable(directory: Path) -> bool:
+    # Try for real: os.access() says yes to root on read-only mounts and knows nothing of quotas.
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def _audio_dir(settings: Settings, options: ServerOptions) -> tuple[Path, str | None]:
+    """The directory for audio files, and a sentence when it is the fallback.
+
+    Clients often start servers with ``/`` as the working directory, where the default relative
+    ``output`` directory cannot be created; the user data directory is the fallback.
+
+    Raises:
+        ConfigurationError: Neither directory is writable.
+    """
+    preferred = settings.audio_dir.absolute()
+    if _writable(preferred):
+        return preferred.resolve(), None
+    fallback = (options.data_dir or user_data_dir()) / "audio"
+    if _writable(fallback):
+        note = f"The output directory {preferred} is not writable, so the audio was saved under {fallback.resolve()}."
+        logger.warning("%s", note)
+        return fallback.resolve(), note
+    raise ConfigurationError(
+        f"Neither {preferred} nor {fallback} is writable; set OUTPUT_DIR to a writable directory for the server."
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Results and errors
+
+
+def _error_result(sentence: str) -> CallToolResult:
+    return CallToolResult(content=[TextContent(type="text", text=sentence)], is_error=True)
+
+
+# What to do next, for remote errors whose message says only what happened.
+_ADVICE: tuple[tuple[type[TTSError], str], ...] = (
+    (AuthenticationError, ""),  # its message already says which settings to check
+    (RateLimitError, "Wait a few seconds, then call again."),
+    (ConnectionFailedError, "Check the network and DASHSCOPE_REGION, then call again."),
+    (ResponseTimeoutError, "Call again, or with shorter text."),
+    (ProtocolViolationError, "Call again; if it keeps happening, the server can use the offline engine."),
+)
+
+
+def _error_sentence(exc: TTSError, settings: Settings) -> str:
+    message = str(exc).strip()
+    advice = next((text for kind, text in _ADVICE if isinstance(exc, kind)), None)
+    if advice is None and isinstance(exc, ServiceError):
+        advice = "Call again in a moment." if exc.retryable else "Check the argument the message names."
+    lowered = message.lower()
+    if advice and not any(hint in lowered for hint in ("retry", "try again", "call again")):
+        message = f"{message.rstrip('.')}. {advice}"
+    if settings.api_key is not None:  # belt and braces: errors never hold the key, but make sure
+        message = message.replace(settings.api_key.get_secret_value(), "***")
+    return message
+
+
+def _argument_error(exc: ValidationError) -> str:
+    """One sentence for arguments the tool's input schema refused, in build_request's style."""
+    first = exc.errors()[0]
+    name = ".".join(str(part) for part in first["loc"]) or "arguments"
+    if first["type"] == "missing":
+        return f"Missing required argument {name!r}; see the tool's input schema."
+    message = first["msg"].removeprefix("Value error, ")
+    return f"Invalid {name}: {message}."
+
+
+def _summary(result: SpeechResult) -> str:
+    first = f", first audio after {result.first_audio_ms} ms" if result.first_audio_ms is not None else ""
+    where = (
+        f"saved to {result.file_path}"
+        if result.file_path
+        else f"returned as {len(result.audio_base64_pcm_chunks)} base64 PCM chunks at {result.sample_rate} Hz"
+    )
+    text = (
+        f"Spoke {result.duration_ms / 1000:.1f} s of audio with {result.voice} "
+        f"({result.model}, {result.engine} engine{first}); {where}."
+    )
+    if result.finish_reason != "stop":
+        text += f" The audio is incomplete (finish_reason {result.finish_reason})."
+    if result.output_dir_fallback:
+        text += f" {result.output_dir_fallback}"
+    if result.playback:
+        text += f" Playback: {result.playback}."
+    return text
+
+
+def _content(result: SpeechResult) -> list[ContentBlock]:
+    content: list[ContentBlock] = [TextContent(type="text", text=_summary(result))]
+    if result.file_path:
+        path = Path(result.file_path)
+        content.append(
+            ResourceLink(
+                type="resource_link",
+                uri=path.as_uri(),
+                name=path.name,
+                title="Synthesized speech",
+                description=f"WAV, PCM16 mono, {result.sample_rate} Hz, {result.duration_ms} ms",
+                mime_type="audio/wav",
+                size=path.stat().st_size,
+            )
+        )
+    return content
+
+
+# ---------------------------------------------------------------------------------------------
+# Progress
+
+
+class _Progress:
+    """Reports each chunk to the client as progress, in milliseconds of audio so far.
+
+    With ``stream_chunks`` and a progress token, the notification is built here so that its
+    ``_meta`` can carry the chunk; otherwise it goes through the SDK's ``report_progress``, which
+    is a no-op when the client asked for no progress.
+    """
+
+    def __init__(self, ctx: Context, *, stream_chunks: bool) -> None:
+        self._ctx = ctx
+        request = ctx.request_context
+        meta: Mapping[str, Any] = request.meta or {}
+        self._token = meta.get("progress_token", meta.get("progressToken"))
+        self._stream_chunks = stream_chunks and self._token is not None
+        self._started = time.perf_counter()
+        self._audio_ms = 0.0
+        self._seq = 0
+        self.first_audio_ms: int | None = None
+
+    def start(self) -> None:
+        """Start the clock for the time to first audio (after any wait in the queue)."""
+        self._started = time.perf_counter()
+
+    async def message(self, text: str) -> None:
+        await self._ctx.report_progress(round(self._audio_ms, 1), None, text)
+
+    async def on_chunk(self, chunk: AudioChunk) -> None:
+        if self.first_audio_ms is None:
+            self.first_audio_ms = round((time.perf_counter() - self._started) * 1000)
+        offset_ms = self._audio_ms
+        self._audio_ms += chunk.duration_ms
+        self._seq += 1
+        progress = round(self._audio_ms, 1)
+        text = f"{progress:.0f} ms of audio; first audio after {self.first_audio_ms} ms"
+        if not self._stream_chunks:
+            await self._ctx.report_progress(progress, None, text)
+            return
+        meta = {
+            AUDIO_META_KEY: {
+                "seq": self._seq,
+                "pcm_base64": encode_chunk(chunk.pcm),
+                "format": "pcm_s16le",
+                "channels": 1,
+                "sample_rate": chunk.sample_rate,
+                "offset_ms": round(offset_ms, 1),
+                "duration_ms": round(chunk.duration_ms, 1),
+            }
+        }
+        request = self._ctx.request_context
+        notification = ProgressNotification(
+            params=ProgressNotificationParams(progress_token=self._token, progress=progress, message=text, _meta=meta)
+        )
+        await request.session.send_notification(notification, related_request_id=request.request_id)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tools
+
+
+@dataclass(frozen=True)
+class _SpeakArgs:
+    text: str
+    voice: str
+    instruction: str | None
+    sample_rate: int
+    model: str | None
+    language_type: str | None
+    output: OutputMode
+    filename: str | None
+    play: bool
+    stream_chunks: bool
+
+
+@dataclasses.dataclass
+class _Queueing:
+    """Where one call stands in the queue for a synthesis slot, for the deadline's message."""
+
+    waiting: bool = False
+    waited: float = 0.0
+
+
+class _Speaker:
+    """Runs ``tts_realtime`` calls: limits, deadline, engine, saving, playback, error mapping."""
+
+    def __init__(self, settings: Settings, options: ServerOptions) -> None:
+        self._settings = settings
+        self._options = options
+        # A limiter queues callers beyond the cap (FIFO) instead of failing them.
+        self._limiter = anyio.CapacityLimiter(options.max_concurrent)
+        # Tasks waiting for background players to exit (play: true); see playback.play_in_background.
+        self._reapers: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, ctx: Context, args: _SpeakArgs) -> CallToolResult:
+        started = time.perf_counter()
+        queued = _Queueing()
+        try:
+            result = await self._speak(ctx, args, queued)
+        except TTSError as exc:
+            logger.info("tts_realtime failed: %s: %s", type(exc).__name__, exc)
+            return _error_result(_error_sentence(exc, self._settings))
+        except TimeoutError:
+            deadline = self._options.deadline_seconds
+            if queued.waiting:
+                sentence = (
+                    f"The server was busy with {self._options.max_concurrent} other syntheses and could not "
+                    f"start yours within {deadline:g} s; try again shortly."
+                )
+            elif queued.waited > deadline / 2:
+                # The slot came free only near the deadline (often because the call ahead hit it too).
+                sentence = (
+                    f"The server was busy: your call waited {queued.waited:.1f} s for a free slot and then did not "
+                    f"finish within the {deadline:g} s limit; try again shortly."
+                )
+            else:
+                sentence = f"Synthesis did not finish within the server's {deadline:g} s limit; try shorter text."
+            logger.info("tts_realtime: %s", sentence)
+            return _error_result(sentence)
+        except Exception:
+            logger.exception("tts_realtime failed unexpectedly")
+            return _error_result("The TTS server hit an internal error (logged on its stderr); try again.")
+        logger.info(
+            "tts_realtime done: %s engine, %d ms of audio, first audio %s ms, %.0f ms in all",
+            result.engine,
+            result.duration_ms,
+            result.first_audio_ms,
+            (time.perf_counter() - started) * 1000,
+        )
+        return CallToolResult(content=_content(result), structured_content=result.model_dump(mode="json"))
+
+    async def _speak(self, ctx: Context, args: _SpeakArgs, queued: _Queueing) -> SpeechResult:
+        options = self._options
+        if len(args.text) > options.max_text_chars:
+            raise InvalidRequestError(
+                f"text has {len(args.text)} characters but this server takes at most {options.max_text_chars} "
+                "per call; split it into several calls.",
+                field="text",
+            )
+        if args.filename is not None and args.output == "chunks":
+            raise InvalidRequestError(
+                "filename applies only to saved audio; use output 'file' or 'both' with it.", field="filename"
+            )
+        request = build_request(
+            text=args.text,
+            voice=args.voice,
+            instruction=args.instruction,
+            sample_rate=args.sample_rate,
+            model=args.model,
+            language_type=args.language_type,
+        )
+        audio_dir: Path | None = None
+        fallback_note: str | None = None
+        path: Path | None = None
+        if args.output != "chunks":
+            audio_dir, fallback_note = _audio_dir(self._settings, options)
+            if args.filename is not None:
+                path = confined_path(audio_dir, args.filename)
+        engine, reason = select_engine(self._settings, options.engine)
+        logger.info(
+            "tts_realtime: %s engine, model %s, voice %s, %d characters, output %s",
+            engine.name,
+            request.model,
+            request.voice,
+            len(request.text),
+            args.output,
+        )
+        progress = _Progress(ctx, stream_chunks=args.stream_chunks)
+        with anyio.fail_after(options.deadline_seconds):
+            async with engine:
+                waited = time.perf_counter()
+                if self._limiter.available_tokens == 0:
+                    queued.waiting = True
+                    await progress.message(f"queued behind {self._limiter.borrowed_tokens} running syntheses")
+                async with self._limiter:
+                    queued.waiting, queued.waited = False, time.perf_counter() - waited
+                    progress.start()
+                    response = await synthesize(
+                        request,
+                        engine,
+                        output=args.output,
+                        path=path,
+                        audio_dir=audio_dir,
+                        on_chunk=progress.on_chunk,
+                        retry=options.retry,
+                    )
+        playback: str | None = None
+        if args.play:
+            playback = await self._play(response)
+        return SpeechResult(
+            **response.model_dump(),
+            engine_reason=reason,
+            output_dir=str(audio_dir) if audio_dir is not None else None,
+            output_dir_fallback=fallback_note,
+            playback=playback,
+        )
+
+    async def _play(self, response: SpeechResponse) -> str:
+        if response.file_path:
+            return await play_in_background(Path(response.file_path), self._reapers)
+        # output 'chunks': play a temporary copy that the player's reaper deletes afterwards.
+        pcm = [base64.b64decode(chunk) for chunk in response.audio_base64_pcm_chunks]
+        fd, name = tempfile.mkstemp(prefix="tts-play-", suffix=".wav")
+        os.close(fd)
+        target = atomic_write(Path(name), wav_bytes(pcm, response.sample_rate))
+        return await play_in_background(target, self._reapers, delete_after=True)
+
+
+def _voices_text(result: VoicesResult) -> str:
+    lines = [f"Engine: {result.engine}."]
+    for m in result.models:
+        flags = " (takes instruction)" if m.takes_instruction else ""
+        voices = ", ".join(m.voices) if m.voices else "custom voice ids only"
+        lines.append(f"{m.model} [{m.family}]{flags}: {voices}")
+    lines.append(f"language_type: {', '.join(result.language_types)}")
+    return "\n".join(lines)
+
+
+class _TTSServer(MCPServer[Any]):
+    """MCPServer that hides some callable tools from ``tools/list`` and words argument errors.
+
+    Hiding: ``tts.realtime`` stays callable for clients that follow the seed's name, while clients
+    that reject dotted names never see it. Wording: the SDK reports arguments refused by the input
+    schema as a multi-line pydantic dump; this turns them into one sentence.
+    """
+
+    def __init__(self, *args: Any, hidden_tools: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._hidden_tools = hidden_tools
+
+    async def list_tools(self) -> list[Any]:
+        return [tool for tool in await super().list_tools() if tool.name not in self._hidden_tools]
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None) -> Any:
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as exc:
+            if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, UnexpectedToolError):
+                raise ToolError(_argument_error(exc.__cause__)) from exc.__cause__
+            raise
+
+
+def build_server(settings: Settings, options: ServerOptions | None = None) -> MCPServer[Any]:
+    """Build the MCP server.
+
+    Args:
+        settings: Credentials, endpoints and the output directory (see :func:`~.settings.load_settings`).
+        options: Server behaviour; default :class:`ServerOptions`.
+
+    Returns:
+        A new server with ``tts_realtime``, ``tts.realtime`` and ``tts_voices``, and a
+        ``/healthz`` route for its HTTP app. Run it with ``run_stdio_async()`` or serve
+        :func:`build_http_app`.
+    """
+    options = options or ServerOptions()
+    speaker = _Speaker(settings, options)
+
+    async def tts_realtime(
+        ctx: Context,
+        text: TextArg,
+        voice: VoiceArg,
+        instruction: InstructionArg = None,
+        sample_rate: SampleRateArg = catalog.DEFAULT_SAMPLE_RATE,
+        model: ModelArg = None,
+        language_type: LanguageArg = None,
+        output: OutputArg = "file",
+        filename: FilenameArg = None,
+        play: PlayArg = False,
+        stream_chunks: StreamChunksArg = False,
+    ) -> Annotated[CallToolResult, SpeechResult]:
+        args = _SpeakArgs(
+            text, voice, instruction, sample_rate, model, language_type, output, filename, play, stream_chunks
+        )
+        return await speaker(ctx, args)
+
+    async def tts_voices(model: VoicesModelArg = None) -> Annotated[CallToolResult, VoicesResult]:
+        try:
+            models = [catalog.model_info(model)] if model else list(catalog.MODELS.values())
+        except InvalidRequestError as exc:
+            return _error_result(str(exc))
+        result = VoicesResult(
+            default_model=catalog.DEFAULT_MODEL,
+            default_instruct_model=catalog.DEFAULT_INSTRUCT_MODEL,
+            language_types=list(catalog.LANGUAGE_TYPES),
+            engine=await _engine_summary(settings, options),
+            models=[
+                ModelVoices(
+                    model=m.id,
+                    family=m.family.value,
+                    stable=m.stable,
+                    takes_instruction=m.takes_instruction,
+                    custom_voices_only=m.takes_custom_voices,
+                    sample_rates=list(m.sample_rates),
+                    voices=list(m.voices),
+                )
+                for m in models
+            ],
+        )
+        return CallToolResult(
+            content=[TextContent(type="text", text=_voices_text(result))],
+            structured_content=result.model_dump(mode="json"),
+        )
+
+    speak_description = (
+        "Speak text aloud with Alibaba Cloud Qwen TTS Realtime (or the built-in offline voice when the "
+        "server has no DashScope key). By default saves a WAV file and returns its absolute path; "
+        "output='chunks' returns base64 PCM instead. Reports progress as audio arrives. "
+        "Use tts_voices to pick a voice."
+    )
+    speak_annotations = ToolAnnotations(
+        title="Speak text (Qwen TTS Realtime)",
+        read_only_hint=False,
+        destructive_hint=False,
+        idempotent_hint=False,
+        open_world_hint=True,
+    )
+    tools = [
+        Tool.from_function(
+            tts_realtime,
+            name=name.value,
+            title="Speak text (Qwen TTS Realtime)",
+            description=speak_description,
+            annotations=speak_annotations,
+        )
+        for name in (ToolName.TTS_REALTIME, ToolName.TTS_REALTIME_DOTTED)
+    ]
+    for tool in tools:
+        # The limit is a server option, so the advertised schema gets it here; the tool checks it
+        # itself to answer with a sentence that says how to split the text.
+        tool.parameters["properties"]["text"]["maxLength"] = options.max_text_chars
+    tools.append(
+        Tool.from_function(
+            tts_voices,
+            name=ToolName.TTS_VOICES.value,
+            title="List TTS voices",
+            description=(
+                "List the Qwen TTS realtime models, their voices and languages, which models take an "
+                "instruction, and the engine this server uses."
+            ),
+            annotations=ToolAnnotations(
+                title="List TTS voices", read_only_hint=True, idempotent_hint=True, open_world_hint=False
+            ),
+        )
+    )
+    hidden = frozenset() if options.list_dotted_alias else frozenset({ToolName.TTS_REALTIME_DOTTED.value})
+    server = _TTSServer(
+        SERVER_NAME,
+        title="Qwen TTS Realtime",
+        version=__version__,
+        instructions=(
+            "Call tts_realtime with text and voice (e.g. 'Cherry') to speak; it returns the path of a "
+            "WAV file. Call tts_voices to list voices and models."
+        ),
+        tools=tools,
+        hidden_tools=hidden,
+    )
+
+    server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)(_healthz)
+    return server
+
+
+async def _healthz(request: Request) -> Response:
+    """``GET /healthz`` for load balancers; open even when a bearer token is required."""
+    return JSONResponse({"status": "ok", "name": SERVER_NAME, "version": __version__})
+
+
+async def _engine_summary(settings: Settings, options: ServerOptions) -> str:
+    try:
+        engine, reason = select_engine(settings, options.engine)
+    except TTSError as exc:
+        return f"{options.engine}: unavailable ({exc})"
+    await engine.aclose()
+    if engine.name == "offline":
+        reason += "; every voice is rendered by eSpeak NG (female or male by voice), not the Qwen voices"
+    return reason
+
+
+# ---------------------------------------------------------------------------------------------
+# HTTP transport
+
+
+def _is_loopback(host: str) -> bool:
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _BearerTokenMiddleware:
+    """Require ``Authorization: Bearer <token>`` on every HTTP request except the health check."""
+
+    def __init__(self, app: ASGIApp, token: str, open_paths: tuple[str, ...] = (HEALTH_PATH,)) -> None:
+        self._app = app
+        self._token = token.encode()
+        self._open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self._open_paths:
+            await self._app(scope, receive, send)
+            return
+        scheme, _, value = Headers(scope=scope).get("authorization", "").partition(" ")
+        # compare_digest: the time taken must not reveal how much of a guessed token was right.
+        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self._token):
+            response = JSONResponse(
+                {"error": "invalid_token", "error_description": "Send Authorization: Bearer <token>."},
+                status_code=401,
+                headers={"WWW-Authenticate": 'Bearer realm="mcp"'},
+            )
+            await response(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
+def build_http_app(server: MCPServer[Any], options: ServerOptions, *, host: str = "127.0.0.1") -> ASGIApp:
+    """The Streamable HTTP app: ``/mcp`` (stateless) and ``/healthz``, behind the bearer token if set.
+
+    On a loopback ``host`` the SDK turns on its DNS-rebinding protection (Host and Origin must
+    name the loopback address), so a web page cannot reach the server through a rebound name.
+
+    Raises:
+        ConfigurationError: ``host`` is not a loopback address and no token is set.
+    """
+    if not _is_loopback(host) and options.auth_token is None:
+        raise ConfigurationError(
+            f"Serving on {host} exposes the server to the network; set --auth-token or {AUTH_TOKEN_ENV}, "
+            "or bind to 127.0.0.1."
+        )
+    security = None
+    if _is_loopback(host):
+        # The SDK protects 127.0.0.1, localhost and ::1 by itself; spell it out so that any other
+        # loopback address (127.0.0.2 …) is protected too.
+        names = sorted({f"[{host.strip('[]')}]" if ":" in host else host, "127.0.0.1", "localhost", "[::1]"})
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=[f"{name}:*" for name in names],
+            allowed_origins=[f"http://{name}:*" for name in names],
+        )
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=MCP_PATH, stateless_http=True, host=host, transport_security=security
+    )
+    if options.auth_token is not None:
+        app = _BearerTokenMiddleware(app, options.auth_token)
+    return app
+
+
+def _quiet_server_class() -> type[Any]:
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        """A uvicorn server that leaves SIGINT/SIGTERM to the program embedding it."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
+    return QuietServer
+
+
+@dataclass
+class RunningHTTP:
+    """A Streamable HTTP server started by :func:`serving_http`.
+
+    Attributes:
+        url: The MCP endpoint, e.g. ``http://127.0.0.1:8765/mcp``.
+        base_url: The server root, e.g. ``http://127.0.0.1:8765``.
+        finished: Set when the server stops by itself (e.g. on SIGINT).
+    """
+
+    url: str
+    base_url: str
+    finished: anyio.Event
+
+
+@contextlib.asynccontextmanager
+async def serving_http(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, handle_signals: bool = False
+) -> AsyncIterator[RunningHTTP]:
+    """Serve ``app`` with uvicorn on ``host:port`` (0 = any free port) until the block exits.
+
+    The socket is bound here, so a port in use is reported as one sentence and the URL is known
+    (with the real port) before the first request.
+
+    Args:
+        app: The ASGI app, e.g. from :func:`build_http_app`.
+        host: Interface to listen on.
+        port: Port to listen on; 0 picks a free one (see ``running.url``).
+        handle_signals: Let uvicorn take SIGINT/SIGTERM for a graceful stop (the CLI); embedding
+            programs and tests leave them to their own handlers.
+
+    Raises:
+        ConfigurationError: The address cannot be bound.
+    """
+    import uvicorn
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot listen on {host}:{port} ({exc.strerror or type(exc).__name__}); choose another --port or --host."
+        ) from None
+    bound_host, bound_port = sock.getsockname()[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    base_url = f"http://{shown}:{bound_port}"
+    # log_config=None: uvicorn's default config would log access lines to stdout.
+    config = uvicorn.Config(
+        app,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        log_level="warning",
+        timeout_graceful_shutdown=_SHUTDOWN_TIMEOUT_S,  # open progress streams must not hold a stop forever
+    )
+    server = (uvicorn.Server if handle_signals else _quiet_server_class())(config)
+    running = RunningHTTP(url=base_url + MCP_PATH, base_url=base_url, finished=anyio.Event())
+
+    async def run() -> None:
+        try:
+            await server.serve(sockets=[sock])
+        finally:
+            sock.close()
+            running.finished.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        while not server.started and not running.finished.is_set():
+            await anyio.sleep(0.01)
+        try:
+            yield running
+        finally:
+            server.should_exit = True
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _options_from_args(args: argparse.Namespace) -> ServerOptions:
+    token = getattr(args, "auth_token", None) or os.environ.get(AUTH_TOKEN_ENV, "").strip() or None
+    given = {
+        name: getattr(args, attr)
+        for name, attr in (
+            ("engine", "engine"),
+            ("max_text_chars", "max_text_chars"),
+            ("deadline_seconds", "deadline"),
+            ("max_concurrent", "max_concurrent"),
+        )
+        if getattr(args, attr, None) is not None
+    }
+    return ServerOptions(list_dotted_alias=bool(getattr(args, "list_dotted_alias", False)), auth_token=token, **given)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the MCP server as ``alicloud-tts-realtime serve`` asks, until the client or a signal stops it.
+
+    Args:
+        args: The parsed ``serve`` arguments: ``transport`` (``stdio`` or ``http``), ``host``,
+            ``port``, ``auth_token`` (else ``TTS_MCP_AUTH_TOKEN``), ``engine``, and optionally
+            ``list_dotted_alias``, ``max_text_chars``, ``deadline``, ``max_concurrent``.
+
+    Returns:
+        The exit code, 0.
+
+    Raises:
+        ConfigurationError: Invalid options, or a non-loopback host without a token.
+    """
+    settings = load_settings()
+    options = _options_from_args(args)
+    transport = getattr(args, "transport", "stdio")
+    host = getattr(args, "host", "127.0.0.1")
+    port = getattr(args, "port", 8765)
+    if transport == "stdio":
+        server = build_server(settings, options)
+        # stdout is the protocol stream from here on: everything else goes to stderr.
+        logger.info("MCP server on stdio (engine %s)", options.engine)
+        anyio.run(server.run_stdio_async)
+        return 0
+    server = build_server(settings, options)
+    app = build_http_app(server, options, host=host)
+    anyio.run(functools.partial(_serve_http, app, host, port, options))
+    return 0
+
+
+async def _serve_http(app: ASGIApp, host: str, port: int, options: ServerOptions) -> None:
+    async with serving_http(app, host, port, handle_signals=True) as running:
+        auth = "bearer token required" if options.auth_token else "no token"
+        print(f"MCP server on {running.url} ({auth}; health: {running.base_url}{HEALTH_PATH})", file=sys.stderr)
+        await running.finished.wait()
