@@ -1,0 +1,142 @@
+"""The CLI in-process with argv lists, and end to end in subprocesses (emulator + speak)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from alicloud_tts_realtime.cli import main
+from speech_features import assert_speech_like
+
+
+def read_wav(path: Path) -> tuple[bytes, int]:
+    with wave.open(str(path)) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth()) == (1, 2)
+        return wav.readframes(wav.getnframes()), wav.getframerate()
+
+
+def test_speak_offline_without_a_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path))
+    assert main(["speak", "Hello from the command line.", "--sample-rate", "16000"]) == 0
+    out, err = capsys.readouterr()
+    path = Path(out.strip())
+    assert path.is_absolute() and path.parent == tmp_path / "ai-audio-tts-realtime" / "audio"
+    pcm, rate = read_wav(path)
+    assert rate == 16000
+    assert_speech_like(pcm, rate)
+    assert "engine: auto: offline" in err and "no DashScope API key" in err
+
+
+def test_speak_json_to_an_explicit_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "nested" / "hi.wav"
+    assert main(["speak", "你好。", "--voice", "Ethan", "--json", "--chunks", "--output", str(target)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["file_path"] == str(target) and target.is_file()
+    assert (data["engine"], data["voice"], data["finish_reason"], data["sample_rate"]) == (
+        "offline",
+        "Ethan",
+        "stop",
+        24000,
+    )
+    assert data["audio_base64_pcm_chunks"] and data["duration_ms"] > 300
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["speak", "hi", "--voice", "Chery"], "Did you mean 'Cherry'"),
+        (["speak", "   "], "text must contain something"),
+        (["speak", "hi", "--engine", "realtime"], "No DashScope API key"),
+        (["speak", "hi", "--instruction", "calm", "--model", "qwen3-tts-flash-realtime"], "does not accept"),
+        (["voices", "--model", "qwen3-tts-flash"], "HTTP-only"),
+    ],
+)
+def test_local_errors_exit_2_with_one_line(
+    argv: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path))
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ai-audio-tts-realtime").exists()  # nothing half-written
+
+
+def test_voices(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["voices", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    models = {m["model"]: m for m in data["models"]}
+    assert models["qwen3-tts-instruct-flash-realtime"]["takes_instruction"] is True
+    assert "Cherry" in models["qwen3-tts-flash-realtime"]["voices"]
+    assert main(["voices", "--model", "qwen-tts-realtime"]) == 0
+    assert "Cherry, Serena, Ethan, Chelsie" in capsys.readouterr().out
+
+
+# --- subprocesses ---------------------------------------------------------------------------------
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alicloud_tts_realtime", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def emulator_process(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """``alicloud-tts-realtime emulator --port 0`` in a subprocess; yields its URL and a client env."""
+    env = {**os.environ, "OUTPUT_DIR": str(tmp_path)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "alicloud_tts_realtime", "emulator", "--port", "0", "--audio", "signal"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("DashScope emulator ready: realtime ws://127.0.0.1:"), line
+        url = line.split()[-1]
+        yield url, {**env, "DASHSCOPE_API_KEY": "sk-emulator", "DASHSCOPE_REALTIME_URL": url}
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)
+
+
+def test_end_to_end_through_the_emulator(emulator_process: tuple[str, dict[str, str]], tmp_path: Path) -> None:
+    _, env = emulator_process
+    done = cli("speak", "Through the realtime protocol.", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert data["engine"] == "realtime" and data["session_id"].startswith("sess_")
+    assert data["characters"] == len("Through the realtime protocol.")
+    assert "auto: realtime, because an API key is configured (env DASHSCOPE_API_KEY)" in done.stderr
+    assert read_wav(Path(data["file_path"]))[1] == 24000
+
+    started = time.perf_counter()
+    refused = cli("speak", "hi", env={**env, "DASHSCOPE_API_KEY": "sk-wrong-key-000"})
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1].startswith("error: The service refused the API key (HTTP 401")
+    assert "sk-wrong-key-000" not in refused.stderr
+    assert time.perf_counter() - started < 10  # includes interpreter start-up; the refusal itself takes ms
+
+
+def test_help_works_without_anything(tmp_path: Path) -> None:
+    done = cli("--help", env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)})
+    assert done.returncode == 0 and "speak" in done.stdout and "emulator" in done.stdout
