@@ -11,7 +11,6 @@ import dataclasses
 import difflib
 import enum
 import re
-import re
 from dataclasses import dataclass
 
 from .errors import InvalidRequestError
@@ -159,6 +158,12 @@ def _http_models() -> dict[str, ModelInfo]:
 HTTP_MODELS: dict[str, ModelInfo] = _http_models()
 
 
+def _is_realtime(model: str) -> bool:
+    """A realtime model of the catalog, or a newer dated snapshot of one."""
+    snapshot = _SNAPSHOT.match(model)
+    return model in MODELS or bool(snapshot and snapshot.group(1) in MODELS)
+
+
 def http_model_info(model: str) -> ModelInfo:
     """Return the catalog entry of the non-realtime HTTP model ``model``.
 
@@ -169,8 +174,11 @@ def http_model_info(model: str) -> ModelInfo:
     info = HTTP_MODELS.get(model)
     if info is not None:
         return info
+    snapshot = _SNAPSHOT.match(model)
+    if snapshot and snapshot.group(1) in HTTP_MODELS:  # a newer dated snapshot, as in model_info
+        return dataclasses.replace(HTTP_MODELS[snapshot.group(1)], id=model, stable=False)
     known = ", ".join(HTTP_MODELS)
-    if model in MODELS:
+    if _is_realtime(model):
         raise InvalidRequestError(
             f"{model!r} is a realtime (WebSocket-only) model; the HTTP API takes {known}.", field="model"
         )
@@ -197,9 +205,9 @@ def http_model_for(model: str | None, instruction: str | None = None) -> ModelIn
     if model in HTTP_MODELS:
         return HTTP_MODELS[model]
     base = re.sub(r"-\d{4}-\d{2}-\d{2}$", "", model).removesuffix("-latest").removesuffix("-realtime")
-    if model in MODELS and base in HTTP_MODELS:
+    if _is_realtime(model) and base in HTTP_MODELS:
         return HTTP_MODELS[base]
-    if model in MODELS:
+    if _is_realtime(model):
         raise InvalidRequestError(
             f"Model {model!r} has no HTTP counterpart; the HTTP API serves "
             f"{DEFAULT_HTTP_MODEL!r} and {DEFAULT_HTTP_INSTRUCT_MODEL!r} (and their snapshots).",

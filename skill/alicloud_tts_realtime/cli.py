@@ -7,7 +7,7 @@ Exit codes:
     1: the synthesis or the service failed (remote error, no audio, timeout).
     2: invalid usage, request or configuration (nothing was sent).
     130: interrupted.
-The ``probe`` subcommand has its own codes (see ``scripts/realtime_tts_demo.py``).
+The ``probe`` subcommand has its own codes (see :mod:`.probe` and ``scripts/realtime_tts_demo.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, catalog
+from . import probe as probe_module
 from .errors import LocalError, TTSError
 from .log import configure_logging
 
@@ -32,6 +33,8 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 
 def _build_parser() -> argparse.ArgumentParser:
+    from .engines import ENGINE_CHOICES
+
     parser = argparse.ArgumentParser(
         prog="alicloud-tts-realtime",
         description="Speak text with Alibaba Cloud Qwen TTS Realtime (or the offline eSpeak NG default).",
@@ -50,8 +53,9 @@ def _build_parser() -> argparse.ArgumentParser:
     speak.add_argument(
         "--engine",
         default="auto",
-        choices=("auto", "realtime", "offline"),
-        help="auto (default): realtime when an API key is configured, else offline",
+        choices=ENGINE_CHOICES,
+        help="auto (default): realtime when an API key is configured, else offline; fallback: realtime, then "
+        "the HTTP API if realtime fails before any audio; http: the HTTP API only; sdk: the official SDK",
     )
     speak.add_argument("--output", type=Path, help="WAV path (default: OUTPUT_DIR/ai-audio-tts-realtime/audio/…)")
     speak.add_argument("--json", action="store_true", help="print the JSON response instead of the path")
@@ -72,6 +76,15 @@ def _build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--audio", default="auto", choices=("auto", "speech", "signal"))
 
     from .engines import ENGINE_CHOICES
+
+    probe = sub.add_parser(
+        "probe",
+        help="check that realtime synthesis works here (one line of JSON; see scripts/realtime_tts_demo.py)",
+        description="Check that Qwen TTS realtime synthesis works here; optionally fall back to the HTTP API.",
+        epilog="Exit codes: 0 realtime works (or, without --strict, the fallback produced audio); 1 no audio, "
+        "or a configuration error such as a missing key; 2 --strict and realtime failed.",
+    )
+    probe_module.add_arguments(probe, verbose_default=argparse.SUPPRESS)  # -v may come before or after
 
     serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
     serve.add_argument(
@@ -171,6 +184,10 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_probe(args: argparse.Namespace) -> int:
+    return probe_module.run(args)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .mcp_server import serve
 
@@ -181,7 +198,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
     args = _build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    handlers = {"speak": _cmd_speak, "voices": _cmd_voices, "emulator": _cmd_emulator, "serve": _cmd_serve}
+    handlers = {
+        "speak": _cmd_speak,
+        "voices": _cmd_voices,
+        "emulator": _cmd_emulator,
+        "serve": _cmd_serve,
+        "probe": _cmd_probe,
+    }
     try:
         return handlers[args.command](args)
     except LocalError as exc:

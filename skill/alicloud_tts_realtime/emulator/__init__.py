@@ -87,7 +87,7 @@ async def serve_emulator(
         config: Behaviour knobs; the defaults imitate the observed real service.
         host: Interface to listen on.
         port: Port to listen on; 0 picks a free one (read it from ``emulator.port``).
-        extra_routes: More Starlette routes on the same port (e.g. the HTTP API).
+        extra_routes: More Starlette routes on the same port (the HTTP API is always served).
 
     Raises:
         ConfigurationError: The address cannot be bound.
