@@ -130,3 +130,36 @@ def test_several_utterances_per_session() -> None:
         outs = [o for e in response_events(b"\x00\x00") for o in core.receive(e)]
         assert isinstance(outs[-1], ResponseComplete)
         assert core.state is SessionState.READY
+
+
+def test_utterance_speaks_when_ready_and_finishes_after_the_response() -> None:
+    from alicloud_tts_realtime.session import Utterance
+
+    shot = Utterance(CONFIG, "你好")
+    sends, audio = shot.receive(created())
+    assert [type(e) for e in sends] == [p.SessionUpdate] and audio == []
+    sends, _ = shot.receive(updated())
+    assert [type(e) for e in sends] == [p.InputTextBufferAppend, p.InputTextBufferCommit]
+    assert isinstance(sends[0], p.InputTextBufferAppend) and sends[0].text == "你好"
+    collected: list[bytes] = []
+    for event in response_events(b"\x01\x00"):
+        sends, audio = shot.receive(event)
+        collected += audio
+    assert collected == [b"\x01\x00"] and [type(e) for e in sends] == [p.SessionFinish]
+    assert not shot.finished
+    shot.receive(p.SessionFinished())
+    outcome = shot.outcome("qwen3-tts-flash-realtime")
+    assert shot.finished and (outcome.finish_reason, outcome.characters, outcome.session_id) == ("stop", 5, "sess_1")
+
+
+def test_utterance_without_audio_is_an_error() -> None:
+    from alicloud_tts_realtime import NoAudioError
+    from alicloud_tts_realtime.session import Utterance
+
+    shot = Utterance(CONFIG, "hi")
+    shot.receive(created())
+    shot.receive(updated())
+    shot.receive(p.ResponseDone(response=p.ResponseInfo(id="resp_1", status="completed")))
+    shot.receive(p.SessionFinished())
+    with pytest.raises(NoAudioError):
+        shot.outcome("m")

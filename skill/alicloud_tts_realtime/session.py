@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from . import protocol as p
 from .audio import decode_chunk
-from .errors import InvalidStateError, ProtocolViolationError, ServiceError
+from .errors import InvalidStateError, NoAudioError, ProtocolViolationError, ServiceError
+from .models import FinishReason, SynthesisOutcome
 
 __all__ = [
     "ALLOWED",
@@ -32,6 +33,7 @@ __all__ = [
     "ResponseComplete",
     "Send",
     "SessionState",
+    "Utterance",
 ]
 
 logger = logging.getLogger(__name__)
@@ -221,3 +223,78 @@ class ClientSession:
     def responding(self) -> bool:
         """Whether a committed response has not completed yet."""
         return self._pending_commits > 0
+
+
+_FINISH_REASONS: dict[str, FinishReason] = {"completed": "stop", "cancelled": "cancelled", "incomplete": "incomplete"}
+
+
+class Utterance:
+    """The policy of a one-utterance session, on top of :class:`ClientSession`.
+
+    Speaks ``text`` as soon as the configuration is accepted, finishes the session when the response
+    completes, collects the audio, and turns the end of the session into an outcome. Both drivers of
+    the protocol (the native client and the official-SDK bridge) use it, so they cannot drift.
+
+    Args:
+        config: The ``session.update`` body.
+        text: The text to speak.
+    """
+
+    def __init__(self, config: p.SessionConfig, text: str) -> None:
+        self.core = ClientSession(config)
+        self.text = text
+        self.got_audio = False
+        self._status: str | None = None
+        self._usage: p.Usage | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.core.state is SessionState.FINISHED
+
+    def receive(self, event: p.ServerEvent | p.UnknownEvent) -> tuple[list[p.ClientEvent], list[bytes]]:
+        """Feed one server event; return the client events to send now and the audio to surface.
+
+        Raises:
+            ServiceError, ProtocolViolationError: As :meth:`ClientSession.receive`.
+        """
+        sends: list[p.ClientEvent] = []
+        audio: list[bytes] = []
+        for out in self.core.receive(event):
+            if isinstance(out, Send):
+                sends.append(out.event)
+            elif isinstance(out, Audio):
+                self.got_audio = True
+                audio.append(out.pcm)
+            elif isinstance(out, Ready):
+                sends.extend(send.event for send in self.core.speak(self.text))
+            elif isinstance(out, ResponseComplete):
+                self._status, self._usage = out.status, out.usage
+                sends.extend(send.event for send in self.core.finish())
+        return sends, audio
+
+    def outcome(self, model: str) -> SynthesisOutcome:
+        """The outcome once ``session.finished`` arrived.
+
+        Args:
+            model: The requested model, used when the service did not echo one.
+
+        Raises:
+            ServiceError: The response failed.
+            NoAudioError: The session completed without audio.
+            ProtocolViolationError: The response ended with an unknown status.
+        """
+        status = self._status or "completed"
+        if status == "failed":
+            raise ServiceError("The service reported the response as failed.")
+        if not self.got_audio:
+            raise NoAudioError(
+                f"The session completed without audio (response status {status!r}); check the text and the voice."
+            )
+        if status not in _FINISH_REASONS:
+            raise ProtocolViolationError(f"Unknown response status {status!r}.")
+        return SynthesisOutcome(
+            finish_reason=_FINISH_REASONS[status],
+            model=self.core.model or model,
+            characters=self._usage.characters if self._usage else None,
+            session_id=self.core.session_id,
+        )

@@ -25,15 +25,14 @@ from ..errors import (
     ConfigurationError,
     ConnectionFailedError,
     NoAudioError,
-    ProtocolViolationError,
     RateLimitError,
     RemoteError,
     ResponseTimeoutError,
     ServiceError,
     TTSError,
 )
-from ..models import AudioChunk, SpeechRequest, SynthesisOutcome
-from ..session import Audio, ClientSession, Finished, ResponseComplete, Send, SessionState
+from ..models import AudioChunk, SpeechRequest
+from ..session import Utterance
 from ..settings import Settings
 from .base import Capabilities, Engine, StreamItem
 
@@ -42,7 +41,6 @@ __all__ = ["RealtimeEngine", "build_url", "map_websocket_errors"]
 logger = logging.getLogger(__name__)
 
 THROTTLE_CLOSE_CODE = 1011  # §3.8: "To many requests. Your requests are being throttled..."
-_FINISH_STATUS = {"completed": "stop", "cancelled": "cancelled", "incomplete": "incomplete"}
 
 
 def build_url(base: str, model: str) -> str:
@@ -181,10 +179,7 @@ class RealtimeEngine(Engine):
         settings = self._settings
         connect = self._connect or _default_connect()
         url = build_url(settings.realtime_url, request.model)
-        core = ClientSession(self.session_config(request))
-        got_audio = False
-        usage: p.Usage | None = None
-        status = "completed"
+        utterance = Utterance(self.session_config(request), request.text)
 
         with map_websocket_errors():
             try:
@@ -203,8 +198,8 @@ class RealtimeEngine(Engine):
             "realtime session open: model=%s voice=%s rate=%s", request.model, request.voice, request.sample_rate
         )
         try:
-            with map_websocket_errors(got_audio=lambda: got_audio):
-                while True:
+            with map_websocket_errors(got_audio=lambda: utterance.got_audio):
+                while not utterance.finished:
                     try:
                         # wait_for rather than asyncio.timeout: Python 3.10 is supported, and
                         # cancelling recv() is safe in websockets' asyncio implementation.
@@ -212,45 +207,19 @@ class RealtimeEngine(Engine):
                     except asyncio.TimeoutError:
                         raise ResponseTimeoutError(
                             f"No event from the service for {settings.idle_timeout:g} s "
-                            f"while the session was {core.state.value}."
+                            f"while the session was {utterance.core.state.value}."
                         ) from None
-                    for out in core.receive(p.parse_server_event(frame)):
-                        if isinstance(out, Send):
-                            await ws.send(p.dump_event(out.event))
-                        elif isinstance(out, Audio):
-                            got_audio = True
-                            if logger.isEnabledFor(logging.DEBUG):
-                                logger.debug("audio delta: %d bytes (%s)", len(out.pcm), out.response_id)
-                            yield AudioChunk(out.pcm, request.sample_rate)
-                        elif isinstance(out, ResponseComplete):
-                            usage, status = out.usage, out.status
-                            for send in core.finish():
-                                await ws.send(p.dump_event(send.event))
-                        elif isinstance(out, Finished):
-                            pass  # the loop ends below, once the state says so
-                        else:  # Ready: the configuration was accepted, speak now
-                            for send in core.speak(request.text):
-                                await ws.send(p.dump_event(send.event))
-                    if core.state is SessionState.FINISHED:
-                        break
+                    sends, audio = utterance.receive(p.parse_server_event(frame))
+                    for event in sends:
+                        await ws.send(p.dump_event(event))
+                    for pcm in audio:
+                        if logger.isEnabledFor(logging.DEBUG):
+                            logger.debug("audio delta: %d bytes", len(pcm))
+                        yield AudioChunk(pcm, request.sample_rate)
         finally:
             # Always close ourselves: after session.finished the real service may keep the socket
             # open (§3.8), and on cancellation this is what stops the upstream synthesis.
             with contextlib.suppress(Exception):
                 await ws.close()
-            logger.info("realtime session closed: %s (%s)", core.session_id, core.state.value)
-
-        if status == "failed":
-            raise ServiceError("The service reported the response as failed.")
-        if not got_audio:
-            raise NoAudioError(
-                f"The session completed without audio (response status {status!r}); check the text and the voice."
-            )
-        if status not in _FINISH_STATUS:
-            raise ProtocolViolationError(f"Unknown response status {status!r}.")
-        yield SynthesisOutcome(
-            finish_reason=_FINISH_STATUS[status],  # type: ignore[arg-type]
-            model=core.model or request.model,
-            characters=usage.characters if usage else None,
-            session_id=core.session_id,
-        )
+            logger.info("realtime session closed: %s (%s)", utterance.core.session_id, utterance.core.state.value)
+        yield utterance.outcome(request.model)

@@ -44,14 +44,12 @@ from ..errors import (
     ConnectionFailedError,
     EngineUnavailableError,
     NoAudioError,
-    ProtocolViolationError,
     RateLimitError,
     RemoteError,
     ResponseTimeoutError,
-    ServiceError,
 )
-from ..models import AudioChunk, SpeechRequest, SynthesisOutcome
-from ..session import Audio, ClientSession, Finished, ResponseComplete, Send, SessionState
+from ..models import AudioChunk, SpeechRequest
+from ..session import Utterance
 from ..settings import Settings
 from .base import Capabilities, Engine, StreamItem
 from .realtime import THROTTLE_CLOSE_CODE, RealtimeEngine, _status_error
@@ -63,7 +61,6 @@ logger = logging.getLogger(__name__)
 INSTALL_HINT = "The sdk engine needs the official DashScope SDK: pip install 'dashscope>=2.0.2'."
 _KEY_LOCK = threading.Lock()  # serializes our writes to the SDK's module-global key
 _CLOSE_WAIT_S = 2.0  # how long the close handshake may take before giving up on the SDK's thread
-_FINISH_STATUS = {"completed": "stop", "cancelled": "cancelled", "incomplete": "incomplete"}
 
 
 def sdk_version() -> str | None:
@@ -320,23 +317,22 @@ class SdkEngine(Engine):
         bridge = _Bridge(asyncio.get_running_loop(), self._queue_size)
         client = self._client(request.model, _Callback(bridge))
         client.bridge = bridge
-        core = ClientSession(RealtimeEngine.session_config(request))
-        opened = got_audio = False
-        waiting: list[Send] = []  # sends asked for before connect() returned, as an SDK user would wait
-        usage: p.Usage | None = None
-        status = "completed"
+        utterance = Utterance(RealtimeEngine.session_config(request), request.text)
+        core = utterance.core
+        opened = False
+        waiting: list[p.ClientEvent] = []  # sends asked for before connect() returned, as an SDK user would wait
 
-        async def send(outputs: list[Send]) -> None:
-            for out in outputs:
+        async def send(events: list[p.ClientEvent]) -> None:
+            for event in events:
                 try:
-                    await asyncio.to_thread(_sdk_call(client, out.event))
+                    await asyncio.to_thread(_sdk_call(client, event))
                 except Exception as exc:  # the SDK raises ConnectionError, websocket errors …
-                    raise map_sdk_error(exc, got_audio=got_audio) from None
+                    raise map_sdk_error(exc, got_audio=utterance.got_audio) from None
 
         threading.Thread(target=_connect, args=(client, bridge), name="dashscope-sdk-connect", daemon=True).start()
         logger.info("sdk session open: model=%s voice=%s rate=%s", request.model, request.voice, request.sample_rate)
         try:
-            while core.state is not SessionState.FINISHED:
+            while not utterance.finished:
                 try:
                     kind, *args = await bridge.get(self._settings.idle_timeout)
                 except TimeoutError:
@@ -352,44 +348,19 @@ class SdkEngine(Engine):
                 elif kind == "event":
                     event = p.parse_server_event(args[0])
                     self._observe(event.type)
-                    sends: list[Send] = []
-                    for out in core.receive(event):
-                        if isinstance(out, Send):
-                            sends.append(out)
-                        elif isinstance(out, Audio):
-                            got_audio = True
-                            yield AudioChunk(out.pcm, request.sample_rate)
-                        elif isinstance(out, ResponseComplete):
-                            usage, status = out.usage, out.status
-                            sends.extend(core.finish())
-                        elif isinstance(out, Finished):
-                            pass
-                        else:  # Ready
-                            sends.extend(core.speak(request.text))
+                    sends, audio = utterance.receive(event)
+                    for pcm in audio:
+                        yield AudioChunk(pcm, request.sample_rate)
                     if opened:
                         await send(sends)
                     else:
                         waiting.extend(sends)
                 elif kind == "close":
-                    raise _close_error(args[0], args[1], got_audio)
+                    raise _close_error(args[0], args[1], utterance.got_audio)
                 else:  # "error" from on_error, "connect_failed" from the connect thread
-                    raise map_sdk_error(args[0], got_audio=got_audio)
+                    raise map_sdk_error(args[0], got_audio=utterance.got_audio)
         finally:
             bridge.closed.set()
             await asyncio.to_thread(_shutdown, client, bridge.socket)
             logger.info("sdk session closed: %s (%s)", core.session_id, core.state.value)
-
-        if status == "failed":
-            raise ServiceError("The service reported the response as failed.")
-        if not got_audio:
-            raise NoAudioError(
-                f"The session completed without audio (response status {status!r}); check the text and the voice."
-            )
-        if status not in _FINISH_STATUS:
-            raise ProtocolViolationError(f"Unknown response status {status!r}.")
-        yield SynthesisOutcome(
-            finish_reason=_FINISH_STATUS[status],  # type: ignore[arg-type]
-            model=core.model or request.model,
-            characters=usage.characters if usage else None,
-            session_id=core.session_id,
-        )
+        yield utterance.outcome(request.model)
