@@ -8,7 +8,6 @@ import pytest
 
 from alicloud_tts_realtime.emulator import Emulator, EmulatorConfig, serve_emulator
 
-
 _ISOLATED_ENV = (
     "DASHSCOPE_API_KEY",
     "DASHSCOPE_REGION",

@@ -29,8 +29,8 @@ from alicloud_tts_realtime.mcp_server import (
     ServerOptions,
     ToolName,
     build_server,
-    user_data_dir,
 )
+from alicloud_tts_realtime.output import user_data_dir
 from alicloud_tts_realtime.playback import NO_PLAYER
 from alicloud_tts_realtime.service import RetryOptions
 from alicloud_tts_realtime.settings import Settings, load_settings

@@ -28,15 +28,8 @@ from mcp_types import CallToolResult, ProgressNotification, TextContent
 from alicloud_tts_realtime.cli import main
 from alicloud_tts_realtime.emulator import Emulator, EmulatorConfig
 from alicloud_tts_realtime.errors import ConfigurationError
-from alicloud_tts_realtime.mcp_server import (
-    AUDIO_META_KEY,
-    HEALTH_PATH,
-    RunningHTTP,
-    ServerOptions,
-    build_http_app,
-    build_server,
-    serving_http,
-)
+from alicloud_tts_realtime.mcp_http import HEALTH_PATH, RunningHTTP, build_http_app, serving_http
+from alicloud_tts_realtime.mcp_server import AUDIO_META_KEY, ServerOptions, build_server
 from alicloud_tts_realtime.settings import load_settings
 
 pytestmark = pytest.mark.anyio

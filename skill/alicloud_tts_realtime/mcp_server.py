@@ -4,15 +4,21 @@
 :class:`~.settings.Settings` and a :class:`ServerOptions`; nothing exists at import time, and the
 package's ``__init__`` does not import this module, so the MCP SDK loads only when a server is
 wanted. :func:`serve` is what ``alicloud-tts-realtime serve`` runs: stdio by default, or
-Streamable HTTP at ``/mcp`` (stateless) with ``/healthz`` and an optional bearer token.
+Streamable HTTP at ``/mcp`` (stateless) with ``/healthz`` and an optional bearer token (the
+transport is in :mod:`.mcp_http`).
+
+This module holds the tools' definitions (argument schemas, descriptions, annotations), the
+progress reporting and the call itself (limits, deadline, queue, engine, saving, playback, error
+mapping); the structured results and the sentences that go with them are in :mod:`.mcp_results`.
 
 Tools (names defined once, in :class:`ToolName`):
 
 ``tts_realtime``
     The normalized interface (``text``, ``voice``, ``instruction``, ``sample_rate``, plus
     ``model``, ``language_type``) and the MCP delivery options ``output``, ``filename``,
-    ``play`` and ``stream_chunks``. The structured result is a :class:`SpeechResult`; the text
-    content is a one-line summary, never a second copy of the audio.
+    ``play`` and ``stream_chunks``. The structured result is a
+    :class:`~.mcp_results.SpeechResult`; the text content is a one-line summary, never a second
+    copy of the audio.
 ``tts.realtime``
     The same tool under the seed's dotted name. Callable, but left out of ``tools/list`` unless
     :attr:`ServerOptions.list_dotted_alias` is set, because several clients reject a tool list
@@ -22,10 +28,11 @@ Tools (names defined once, in :class:`ToolName`):
 
 Strategy for audio: a second of 24 kHz PCM is ~64k base64 characters and clients cap tool
 results (Claude Code at ~25k tokens), so the default ``output`` is ``file``: the WAV goes under the
-output directory and the result carries its absolute path and a ``resource_link``. When the
-client sends a progress token, each chunk is reported as it arrives (progress = milliseconds of
-audio so far); with ``stream_chunks`` the notification's ``_meta`` also carries the chunk's PCM
-under :data:`AUDIO_META_KEY`.
+output directory (or, when that is not writable, the user data directory; see
+:func:`~.output.writable_audio_dir`) and the result carries its absolute path and a
+``resource_link``. When the client sends a progress token, each chunk is reported as it arrives
+(progress = milliseconds of audio so far); with ``stream_chunks`` the notification's ``_meta``
+also carries the chunk's PCM under :data:`AUDIO_META_KEY`.
 
 Expected failures become one-sentence ``isError`` results that say what to do; unexpected ones
 are logged to stderr with their traceback and reach the client only as a generic sentence.
@@ -36,19 +43,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import dataclasses
 import enum
 import functools
-import hmac
-import ipaddress
 import logging
 import os
-import socket
-import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -57,67 +59,48 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
-from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import (
     CallToolResult,
-    ContentBlock,
     ProgressNotification,
     ProgressNotificationParams,
-    ResourceLink,
     TextContent,
     ToolAnnotations,
 )
-from pydantic import BaseModel, Field, ValidationError
-from starlette.datastructures import Headers
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from pydantic import Field, ValidationError
 
 from . import __version__, catalog
 from .audio import encode_chunk, wav_bytes
 from .engines import ENGINE_CHOICES, select_engine
-from .errors import (
-    AuthenticationError,
-    ConfigurationError,
-    ConnectionFailedError,
-    InvalidRequestError,
-    ProtocolViolationError,
-    RateLimitError,
-    ResponseTimeoutError,
-    ServiceError,
-    TTSError,
+from .errors import ConfigurationError, InvalidRequestError, TTSError
+from .mcp_http import AUTH_TOKEN_ENV, add_health_route, build_http_app, serve_http
+from .mcp_results import (
+    ModelVoices,
+    SpeechResult,
+    VoicesResult,
+    argument_error,
+    error_result,
+    error_sentence,
+    speech_content,
+    voices_text,
 )
 from .models import MAX_TEXT_CHARS, AudioChunk, SpeechRequest, SpeechResponse, build_request
-from .output import atomic_write, confined_path
+from .output import atomic_write, confined_path, writable_audio_dir
 from .playback import play_in_background
 from .service import OutputMode, RetryOptions, synthesize
 from .settings import Settings, load_settings
 
 __all__ = [
     "AUDIO_META_KEY",
-    "HEALTH_PATH",
-    "MCP_PATH",
     "ServerOptions",
-    "SpeechResult",
     "ToolName",
-    "VoicesResult",
-    "build_http_app",
     "build_server",
     "serve",
-    "serving_http",
-    "user_data_dir",
 ]
 
 logger = logging.getLogger(__name__)
 
 SERVER_NAME = "alicloud-tts-realtime"
-MCP_PATH = "/mcp"
-HEALTH_PATH = "/healthz"
-AUTH_TOKEN_ENV = "TTS_MCP_AUTH_TOKEN"
 AUDIO_META_KEY = "alicloud-tts-realtime/audio"  # the progress notification's _meta key for a chunk
-DIST_NAME = "alicloud-ai-audio-tts-realtime"
-_LOOPBACK_NAMES = ("localhost",)
-_SHUTDOWN_TIMEOUT_S = 5
 
 
 class ToolName(str, enum.Enum):
@@ -142,7 +125,7 @@ class ServerOptions:
         max_concurrent: Syntheses running at once; further calls wait in a queue.
         auth_token: Bearer token required over HTTP; never shown in ``repr``.
         data_dir: Fallback directory for audio when the output directory is not writable;
-            default :func:`user_data_dir`.
+            default :func:`~.output.user_data_dir`.
         retry: Retry policy before the first audio.
     """
 
@@ -237,177 +220,6 @@ StreamChunksArg = Annotated[
 VoicesModelArg = Annotated[
     str | None, Field(description=f"Only this model (default: all). Stable models: {_STABLE_MODELS}.")
 ]
-
-
-class SpeechResult(SpeechResponse):
-    """The structured result of ``tts_realtime``: the normalized response plus MCP delivery facts."""
-
-    engine_reason: str = Field(description="Why this engine produced the audio, e.g. the automatic choice.")
-    output_dir: str | None = Field(default=None, description="Absolute directory the WAV file was saved in.")
-    output_dir_fallback: str | None = Field(
-        default=None,
-        description="Set when the configured output directory was not writable and the user data "
-        "directory was used instead; says which.",
-    )
-    playback: str | None = Field(
-        default=None, description="With play: 'started with <player>', or why nothing is playing."
-    )
-
-
-class ModelVoices(BaseModel):
-    """One model of the catalog."""
-
-    model: str = Field(description="Model id, for the 'model' argument of tts_realtime.")
-    family: str = Field(description="flash, instruct, voice-clone, voice-design or legacy.")
-    stable: bool = Field(description="True for the family's undated alias, False for a dated snapshot.")
-    takes_instruction: bool = Field(description="Whether the model accepts 'instruction'.")
-    custom_voices_only: bool = Field(description="True when the model takes only cloned or designed voice ids.")
-    sample_rates: list[int] = Field(description="Accepted sample rates in Hz.")
-    voices: list[str] = Field(description="System voice names (case-sensitive).")
-
-
-class VoicesResult(BaseModel):
-    """The structured result of ``tts_voices``."""
-
-    default_model: str = Field(description="Model used when none is given and there is no instruction.")
-    default_instruct_model: str = Field(description="Model used when an instruction is given without a model.")
-    language_types: list[str] = Field(description="Values accepted by 'language_type'.")
-    engine: str = Field(description="The engine this server would use now, and why.")
-    models: list[ModelVoices] = Field(description="Models and their voices.")
-
-
-# ---------------------------------------------------------------------------------------------
-# Output directory
-
-
-def user_data_dir(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
-    """The per-user data directory of this package (platformdirs' rules, without the dependency).
-
-    ``$XDG_DATA_HOME`` or ``~/.local/share`` on Linux, ``~/Library/Application Support`` on
-    macOS, ``%LOCALAPPDATA%`` on Windows; then ``alicloud-ai-audio-tts-realtime``.
-    """
-    env = os.environ if environ is None else environ
-    home = Path.home() if home is None else home
-    if sys.platform == "win32":
-        base = Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = home / "Library" / "Application Support"
-    else:
-        xdg = env.get("XDG_DATA_HOME", "").strip()
-        base = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".local" / "share"
-    return base / DIST_NAME
-
-
-def _writable(directory: Path) -> bool:
-    # Try for real: os.access() says yes to root on read-only mounts and knows nothing of quotas.
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
-    except OSError:
-        return False
-    return True
-
-
-def _audio_dir(settings: Settings, options: ServerOptions) -> tuple[Path, str | None]:
-    """The directory for audio files, and a sentence when it is the fallback.
-
-    Clients often start servers with ``/`` as the working directory, where the default relative
-    ``output`` directory cannot be created; the user data directory is the fallback.
-
-    Raises:
-        ConfigurationError: Neither directory is writable.
-    """
-    preferred = settings.audio_dir.absolute()
-    if _writable(preferred):
-        return preferred.resolve(), None
-    fallback = (options.data_dir or user_data_dir()) / "audio"
-    if _writable(fallback):
-        note = f"The output directory {preferred} is not writable, so the audio was saved under {fallback.resolve()}."
-        logger.warning("%s", note)
-        return fallback.resolve(), note
-    raise ConfigurationError(
-        f"Neither {preferred} nor {fallback} is writable; set OUTPUT_DIR to a writable directory for the server."
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Results and errors
-
-
-def _error_result(sentence: str) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=sentence)], is_error=True)
-
-
-# What to do next, for remote errors whose message says only what happened.
-_ADVICE: tuple[tuple[type[TTSError], str], ...] = (
-    (AuthenticationError, ""),  # its message already says which settings to check
-    (RateLimitError, "Wait a few seconds, then call again."),
-    (ConnectionFailedError, "Check the network and DASHSCOPE_REGION, then call again."),
-    (ResponseTimeoutError, "Call again, or with shorter text."),
-    (ProtocolViolationError, "Call again; if it keeps happening, the server can use the offline engine."),
-)
-
-
-def _error_sentence(exc: TTSError, settings: Settings) -> str:
-    message = str(exc).strip()
-    advice = next((text for kind, text in _ADVICE if isinstance(exc, kind)), None)
-    if advice is None and isinstance(exc, ServiceError):
-        advice = "Call again in a moment." if exc.retryable else "Check the argument the message names."
-    lowered = message.lower()
-    if advice and not any(hint in lowered for hint in ("retry", "try again", "call again")):
-        message = f"{message.rstrip('.')}. {advice}"
-    if settings.api_key is not None:  # belt and braces: errors never hold the key, but make sure
-        message = message.replace(settings.api_key.get_secret_value(), "***")
-    return message
-
-
-def _argument_error(exc: ValidationError) -> str:
-    """One sentence for arguments the tool's input schema refused, in build_request's style."""
-    first = exc.errors()[0]
-    name = ".".join(str(part) for part in first["loc"]) or "arguments"
-    if first["type"] == "missing":
-        return f"Missing required argument {name!r}; see the tool's input schema."
-    message = first["msg"].removeprefix("Value error, ")
-    return f"Invalid {name}: {message}."
-
-
-def _summary(result: SpeechResult) -> str:
-    first = f", first audio after {result.first_audio_ms} ms" if result.first_audio_ms is not None else ""
-    where = (
-        f"saved to {result.file_path}"
-        if result.file_path
-        else f"returned as {len(result.audio_base64_pcm_chunks)} base64 PCM chunks at {result.sample_rate} Hz"
-    )
-    text = (
-        f"Spoke {result.duration_ms / 1000:.1f} s of audio with {result.voice} "
-        f"({result.model}, {result.engine} engine{first}); {where}."
-    )
-    if result.finish_reason != "stop":
-        text += f" The audio is incomplete (finish_reason {result.finish_reason})."
-    if result.output_dir_fallback:
-        text += f" {result.output_dir_fallback}"
-    if result.playback:
-        text += f" Playback: {result.playback}."
-    return text
-
-
-def _content(result: SpeechResult) -> list[ContentBlock]:
-    content: list[ContentBlock] = [TextContent(type="text", text=_summary(result))]
-    if result.file_path:
-        path = Path(result.file_path)
-        content.append(
-            ResourceLink(
-                type="resource_link",
-                uri=path.as_uri(),
-                name=path.name,
-                title="Synthesized speech",
-                description=f"WAV, PCM16 mono, {result.sample_rate} Hz, {result.duration_ms} ms",
-                mime_type="audio/wav",
-                size=path.stat().st_size,
-            )
-        )
-    return content
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,7 +325,7 @@ class _Speaker:
             result = await self._speak(ctx, args, queued)
         except TTSError as exc:
             logger.info("tts_realtime failed: %s: %s", type(exc).__name__, exc)
-            return _error_result(_error_sentence(exc, self._settings))
+            return error_result(error_sentence(exc, self._settings))
         except TimeoutError:
             deadline = self._options.deadline_seconds
             if queued.waiting:
@@ -530,10 +342,10 @@ class _Speaker:
             else:
                 sentence = f"Synthesis did not finish within the server's {deadline:g} s limit; try shorter text."
             logger.info("tts_realtime: %s", sentence)
-            return _error_result(sentence)
+            return error_result(sentence)
         except Exception:
             logger.exception("tts_realtime failed unexpectedly")
-            return _error_result("The TTS server hit an internal error (logged on its stderr); try again.")
+            return error_result("The TTS server hit an internal error (logged on its stderr); try again.")
         logger.info(
             "tts_realtime done: %s engine, %d ms of audio, first audio %s ms, %.0f ms in all",
             result.engine,
@@ -541,7 +353,7 @@ class _Speaker:
             result.first_audio_ms,
             (time.perf_counter() - started) * 1000,
         )
-        return CallToolResult(content=_content(result), structured_content=result.model_dump(mode="json"))
+        return CallToolResult(content=speech_content(result), structured_content=result.model_dump(mode="json"))
 
     async def _speak(self, ctx: Context, args: _SpeakArgs, queued: _Queueing) -> SpeechResult:
         options = self._options
@@ -567,7 +379,9 @@ class _Speaker:
         fallback_note: str | None = None
         path: Path | None = None
         if args.output != "chunks":
-            audio_dir, fallback_note = _audio_dir(self._settings, options)
+            audio_dir, fallback_note = writable_audio_dir(self._settings.audio_dir, options.data_dir)
+            if fallback_note is not None:
+                logger.warning("%s", fallback_note)
             if args.filename is not None:
                 path = confined_path(audio_dir, args.filename)
         engine, reason = select_engine(self._settings, options.engine)
@@ -620,16 +434,6 @@ class _Speaker:
         return await play_in_background(target, self._reapers, delete_after=True)
 
 
-def _voices_text(result: VoicesResult) -> str:
-    lines = [f"Engine: {result.engine}."]
-    for m in result.models:
-        flags = " (takes instruction)" if m.takes_instruction else ""
-        voices = ", ".join(m.voices) if m.voices else "custom voice ids only"
-        lines.append(f"{m.model} [{m.family}]{flags}: {voices}")
-    lines.append(f"language_type: {', '.join(result.language_types)}")
-    return "\n".join(lines)
-
-
 class _TTSServer(MCPServer[Any]):
     """MCPServer that hides some callable tools from ``tools/list`` and words argument errors.
 
@@ -650,7 +454,7 @@ class _TTSServer(MCPServer[Any]):
             return await super().call_tool(name, arguments, context)
         except ToolError as exc:
             if isinstance(exc.__cause__, ValidationError) and not isinstance(exc, UnexpectedToolError):
-                raise ToolError(_argument_error(exc.__cause__)) from exc.__cause__
+                raise ToolError(argument_error(exc.__cause__)) from exc.__cause__
             raise
 
 
@@ -691,7 +495,7 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
         try:
             models = [catalog.model_info(model)] if model else list(catalog.MODELS.values())
         except InvalidRequestError as exc:
-            return _error_result(str(exc))
+            return error_result(str(exc))
         result = VoicesResult(
             default_model=catalog.DEFAULT_MODEL,
             default_instruct_model=catalog.DEFAULT_INSTRUCT_MODEL,
@@ -711,7 +515,7 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
             ],
         )
         return CallToolResult(
-            content=[TextContent(type="text", text=_voices_text(result))],
+            content=[TextContent(type="text", text=voices_text(result))],
             structured_content=result.model_dump(mode="json"),
         )
 
@@ -769,13 +573,8 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
         hidden_tools=hidden,
     )
 
-    server.custom_route(HEALTH_PATH, methods=["GET"], include_in_schema=False)(_healthz)
+    add_health_route(server)
     return server
-
-
-async def _healthz(request: Request) -> Response:
-    """``GET /healthz`` for load balancers; open even when a bearer token is required."""
-    return JSONResponse({"status": "ok", "name": SERVER_NAME, "version": __version__})
 
 
 async def _engine_summary(settings: Settings, options: ServerOptions) -> str:
@@ -787,166 +586,6 @@ async def _engine_summary(settings: Settings, options: ServerOptions) -> str:
     if engine.name == "offline":
         reason += "; every voice is rendered by eSpeak NG (female or male by voice), not the Qwen voices"
     return reason
-
-
-# ---------------------------------------------------------------------------------------------
-# HTTP transport
-
-
-def _is_loopback(host: str) -> bool:
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class _BearerTokenMiddleware:
-    """Require ``Authorization: Bearer <token>`` on every HTTP request except the health check."""
-
-    def __init__(self, app: ASGIApp, token: str, open_paths: tuple[str, ...] = (HEALTH_PATH,)) -> None:
-        self._app = app
-        self._token = token.encode()
-        self._open_paths = open_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self._open_paths:
-            await self._app(scope, receive, send)
-            return
-        scheme, _, value = Headers(scope=scope).get("authorization", "").partition(" ")
-        # compare_digest: the time taken must not reveal how much of a guessed token was right.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self._token):
-            response = JSONResponse(
-                {"error": "invalid_token", "error_description": "Send Authorization: Bearer <token>."},
-                status_code=401,
-                headers={"WWW-Authenticate": 'Bearer realm="mcp"'},
-            )
-            await response(scope, receive, send)
-            return
-        await self._app(scope, receive, send)
-
-
-def build_http_app(server: MCPServer[Any], options: ServerOptions, *, host: str = "127.0.0.1") -> ASGIApp:
-    """The Streamable HTTP app: ``/mcp`` (stateless) and ``/healthz``, behind the bearer token if set.
-
-    On a loopback ``host`` the SDK turns on its DNS-rebinding protection (Host and Origin must
-    name the loopback address), so a web page cannot reach the server through a rebound name.
-
-    Raises:
-        ConfigurationError: ``host`` is not a loopback address and no token is set.
-    """
-    if not _is_loopback(host) and options.auth_token is None:
-        raise ConfigurationError(
-            f"Serving on {host} exposes the server to the network; set --auth-token or {AUTH_TOKEN_ENV}, "
-            "or bind to 127.0.0.1."
-        )
-    security = None
-    if _is_loopback(host):
-        # The SDK protects 127.0.0.1, localhost and ::1 by itself; spell it out so that any other
-        # loopback address (127.0.0.2 …) is protected too.
-        names = sorted({f"[{host.strip('[]')}]" if ":" in host else host, "127.0.0.1", "localhost", "[::1]"})
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=[f"{name}:*" for name in names],
-            allowed_origins=[f"http://{name}:*" for name in names],
-        )
-    app: ASGIApp = server.streamable_http_app(
-        streamable_http_path=MCP_PATH, stateless_http=True, host=host, transport_security=security
-    )
-    if options.auth_token is not None:
-        app = _BearerTokenMiddleware(app, options.auth_token)
-    return app
-
-
-def _quiet_server_class() -> type[Any]:
-    import uvicorn
-
-    class QuietServer(uvicorn.Server):
-        """A uvicorn server that leaves SIGINT/SIGTERM to the program embedding it."""
-
-        @contextlib.contextmanager
-        def capture_signals(self) -> Iterator[None]:
-            yield
-
-    return QuietServer
-
-
-@dataclass
-class RunningHTTP:
-    """A Streamable HTTP server started by :func:`serving_http`.
-
-    Attributes:
-        url: The MCP endpoint, e.g. ``http://127.0.0.1:8765/mcp``.
-        base_url: The server root, e.g. ``http://127.0.0.1:8765``.
-        finished: Set when the server stops by itself (e.g. on SIGINT).
-    """
-
-    url: str
-    base_url: str
-    finished: anyio.Event
-
-
-@contextlib.asynccontextmanager
-async def serving_http(
-    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, handle_signals: bool = False
-) -> AsyncIterator[RunningHTTP]:
-    """Serve ``app`` with uvicorn on ``host:port`` (0 = any free port) until the block exits.
-
-    The socket is bound here, so a port in use is reported as one sentence and the URL is known
-    (with the real port) before the first request.
-
-    Args:
-        app: The ASGI app, e.g. from :func:`build_http_app`.
-        host: Interface to listen on.
-        port: Port to listen on; 0 picks a free one (see ``running.url``).
-        handle_signals: Let uvicorn take SIGINT/SIGTERM for a graceful stop (the CLI); embedding
-            programs and tests leave them to their own handlers.
-
-    Raises:
-        ConfigurationError: The address cannot be bound.
-    """
-    import uvicorn
-
-    try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-        sock = socket.socket(family, kind, proto)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-    except OSError as exc:
-        raise ConfigurationError(
-            f"Cannot listen on {host}:{port} ({exc.strerror or type(exc).__name__}); choose another --port or --host."
-        ) from None
-    bound_host, bound_port = sock.getsockname()[:2]
-    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-    base_url = f"http://{shown}:{bound_port}"
-    # log_config=None: uvicorn's default config would log access lines to stdout.
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        log_level="warning",
-        timeout_graceful_shutdown=_SHUTDOWN_TIMEOUT_S,  # open progress streams must not hold a stop forever
-    )
-    server = (uvicorn.Server if handle_signals else _quiet_server_class())(config)
-    running = RunningHTTP(url=base_url + MCP_PATH, base_url=base_url, finished=anyio.Event())
-
-    async def run() -> None:
-        try:
-            await server.serve(sockets=[sock])
-        finally:
-            sock.close()
-            running.finished.set()
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(run)
-        while not server.started and not running.finished.is_set():
-            await anyio.sleep(0.01)
-        try:
-            yield running
-        finally:
-            server.should_exit = True
 
 
 # ---------------------------------------------------------------------------------------------
@@ -995,12 +634,5 @@ def serve(args: argparse.Namespace) -> int:
         return 0
     server = build_server(settings, options)
     app = build_http_app(server, options, host=host)
-    anyio.run(functools.partial(_serve_http, app, host, port, options))
+    anyio.run(functools.partial(serve_http, app, host, port, options))
     return 0
-
-
-async def _serve_http(app: ASGIApp, host: str, port: int, options: ServerOptions) -> None:
-    async with serving_http(app, host, port, handle_signals=True) as running:
-        auth = "bearer token required" if options.auth_token else "no token"
-        print(f"MCP server on {running.url} ({auth}; health: {running.base_url}{HEALTH_PATH})", file=sys.stderr)
-        await running.finished.wait()

@@ -1,16 +1,24 @@
-"""Where audio files go: the output directory, collision-safe names, confinement, atomic writes."""
+"""Where audio files go: the output directory and its fallback, collision-safe names, confinement, atomic writes.
+
+The fallback is the per-user data directory (:func:`user_data_dir`), for servers started where
+the configured output directory cannot be written (see :func:`writable_audio_dir`).
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
+import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import InvalidRequestError
+from .errors import ConfigurationError, InvalidRequestError
 
-__all__ = ["atomic_write", "confined_path", "new_audio_name"]
+__all__ = ["atomic_write", "confined_path", "new_audio_name", "user_data_dir", "writable_audio_dir"]
+
+DIST_NAME = "alicloud-ai-audio-tts-realtime"
 
 
 def new_audio_name(prefix: str = "tts", suffix: str = ".wav") -> str:
@@ -68,3 +76,62 @@ def atomic_write(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def user_data_dir(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """The per-user data directory of this package (platformdirs' rules, without the dependency).
+
+    ``$XDG_DATA_HOME`` or ``~/.local/share`` on Linux, ``~/Library/Application Support`` on
+    macOS, ``%LOCALAPPDATA%`` on Windows; then ``alicloud-ai-audio-tts-realtime``.
+    """
+    env = os.environ if environ is None else environ
+    home = Path.home() if home is None else home
+    if sys.platform == "win32":
+        base = Path(env.get("LOCALAPPDATA") or home / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = home / "Library" / "Application Support"
+    else:
+        xdg = env.get("XDG_DATA_HOME", "").strip()
+        base = Path(xdg) if xdg and Path(xdg).is_absolute() else home / ".local" / "share"
+    return base / DIST_NAME
+
+
+def _writable(directory: Path) -> bool:
+    # Try for real: os.access() says yes to root on read-only mounts and knows nothing of quotas.
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError:
+        return False
+    return True
+
+
+def writable_audio_dir(preferred: Path, data_dir: Path | None = None) -> tuple[Path, str | None]:
+    """The directory for audio files, and a sentence when it is the fallback.
+
+    MCP clients often start servers with ``/`` as the working directory, where the default
+    relative ``output`` directory cannot be created; ``audio`` under ``data_dir`` (default
+    :func:`user_data_dir`) is the fallback. Each directory is created if missing and tried with a
+    real file.
+
+    Args:
+        preferred: The configured output directory; relative to the working directory if relative.
+        data_dir: The fallback's parent directory.
+
+    Returns:
+        The resolved directory, and ``None`` or a sentence saying that the fallback was used and why.
+
+    Raises:
+        ConfigurationError: Neither directory is writable.
+    """
+    preferred = preferred.absolute()
+    if _writable(preferred):
+        return preferred.resolve(), None
+    fallback = (data_dir or user_data_dir()) / "audio"
+    if _writable(fallback):
+        note = f"The output directory {preferred} is not writable, so the audio was saved under {fallback.resolve()}."
+        return fallback.resolve(), note
+    raise ConfigurationError(
+        f"Neither {preferred} nor {fallback} is writable; set OUTPUT_DIR to a writable directory for the server."
+    )
