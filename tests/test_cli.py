@@ -73,6 +73,18 @@ def test_local_errors_exit_2_with_one_line(
     assert not (tmp_path / "ai-audio-tts-realtime").exists()  # nothing half-written
 
 
+def test_an_unwritable_output_exits_2_before_synthesis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["speak", "hi", "--output", str(blocker / "x.wav")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.splitlines()[-1] == (
+        f"error: Cannot write audio to {blocker}: it is a file, not a directory. "
+        "Set OUTPUT_DIR to a writable directory or choose another output path."
+    )
+
+
 def test_voices(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["voices", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import wave
 from pathlib import Path
 
@@ -7,7 +8,7 @@ import pytest
 
 from alicloud_tts_realtime import InvalidRequestError
 from alicloud_tts_realtime.audio import decode_chunk, encode_chunk, wav_bytes
-from alicloud_tts_realtime.output import atomic_write, confined_path, new_audio_name
+from alicloud_tts_realtime.output import atomic_write, confined_path, new_audio_name, prepare_target
 
 
 def test_names_are_unique_and_never_embed_text() -> None:
@@ -55,3 +56,25 @@ def test_chunk_codec_round_trip_and_odd_lengths() -> None:
         decode_chunk(encode_chunk(b"\x01\x02\x03"))
     with pytest.raises(Exception, match="base64"):
         decode_chunk("***")
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_atomic_write_respects_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        written = atomic_write(tmp_path / "shared.wav", b"RIFF")
+    finally:
+        os.umask(old)
+    assert written.stat().st_mode & 0o777 == 0o644  # readable by a player running as another user
+
+
+def test_prepare_target_creates_the_directory_or_says_why_not(tmp_path: Path) -> None:
+    assert prepare_target(tmp_path / "new" / "x.wav") == tmp_path / "new" / "x.wav"
+    assert (tmp_path / "new").is_dir() and list((tmp_path / "new").iterdir()) == []
+    (tmp_path / "file").write_text("")
+    with pytest.raises(
+        Exception, match=r"Cannot write audio to .*file: it is a file, not a directory\. Set OUTPUT_DIR"
+    ):
+        prepare_target(tmp_path / "file" / "x.wav")
+    with pytest.raises(Exception, match=r"Cannot write audio to .*file/sub: Not a directory\."):
+        prepare_target(tmp_path / "file" / "sub" / "x.wav")

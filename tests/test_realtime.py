@@ -298,3 +298,17 @@ async def test_speech_from_the_emulator_through_the_client(tmp_path: Path) -> No
     pcm = b"".join(decode_chunk(c) for c in response.audio_base64_pcm_chunks)
     assert_speech_like(pcm, 24000)
     assert response.file_path and Path(response.file_path).read_bytes()[:4] == b"RIFF"
+
+
+async def test_an_unwritable_output_fails_before_the_paid_call(emulator: Emulator, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("where a directory should be")
+    request = build_request(text="Never sent.", voice="Cherry")
+    engine = RealtimeEngine(settings_for(emulator))
+    with pytest.raises(TTSError, match=r"Cannot write audio to .*a-file.*OUTPUT_DIR") as caught:
+        await synthesize(request, engine, output="file", audio_dir=blocker / "audio")
+    assert caught.value.retryable is False
+    with pytest.raises(TTSError, match="is a directory"):
+        await synthesize(request, engine, output="both", path=tmp_path)
+    assert emulator.sessions == []  # nothing reached the (paid) service
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]

@@ -16,7 +16,15 @@ from pathlib import Path
 
 from .errors import ConfigurationError, InvalidRequestError
 
-__all__ = ["atomic_write", "confined_path", "new_audio_name", "user_data_dir", "writable_audio_dir"]
+__all__ = [
+    "atomic_write",
+    "confined_path",
+    "new_audio_name",
+    "prepare_target",
+    "unwritable_reason",
+    "user_data_dir",
+    "writable_audio_dir",
+]
 
 DIST_NAME = "alicloud-ai-audio-tts-realtime"
 
@@ -62,10 +70,12 @@ def atomic_write(path: Path, data: bytes) -> Path:
 
     The bytes go to a temporary file in the same directory, are flushed to disk, then renamed over
     ``path``; on any failure the temporary file is removed, so no half-written file is ever seen.
+    The file gets the usual permissions (``0o666`` less the umask), like any file the user saves.
     """
     path = path.absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -73,8 +83,31 @@ def atomic_write(path: Path, data: bytes) -> Path:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    return path
+
+
+def prepare_target(path: Path) -> Path:
+    """Check, before any paid call, that an audio file can be written at ``path``; return it absolute.
+
+    The parent directory is created if missing and tried with a real file.
+
+    Raises:
+        InvalidRequestError: ``path`` is an existing directory.
+        ConfigurationError: The parent directory cannot be created or written; says why.
+    """
+    path = path.absolute()
+    if path.is_dir():
+        raise InvalidRequestError(
+            f"{path} is a directory; give a file path such as {path / 'speech.wav'}.", field="output"
+        )
+    reason = unwritable_reason(path.parent)
+    if reason is not None:
+        raise ConfigurationError(
+            f"Cannot write audio to {path.parent}: {reason}. "
+            "Set OUTPUT_DIR to a writable directory or choose another output path."
+        )
     return path
 
 
@@ -96,15 +129,18 @@ def user_data_dir(environ: Mapping[str, str] | None = None, home: Path | None = 
     return base / DIST_NAME
 
 
-def _writable(directory: Path) -> bool:
+def unwritable_reason(directory: Path) -> str | None:
+    """Why files cannot be created in ``directory`` (created if missing), or ``None`` when they can."""
     # Try for real: os.access() says yes to root on read-only mounts and knows nothing of quotas.
+    if directory.exists() and not directory.is_dir():
+        return "it is a file, not a directory"
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):
             pass
-    except OSError:
-        return False
-    return True
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    return None
 
 
 def writable_audio_dir(preferred: Path, data_dir: Path | None = None) -> tuple[Path, str | None]:
@@ -126,10 +162,10 @@ def writable_audio_dir(preferred: Path, data_dir: Path | None = None) -> tuple[P
         ConfigurationError: Neither directory is writable.
     """
     preferred = preferred.absolute()
-    if _writable(preferred):
+    if unwritable_reason(preferred) is None:
         return preferred.resolve(), None
     fallback = (data_dir or user_data_dir()) / "audio"
-    if _writable(fallback):
+    if unwritable_reason(fallback) is None:
         note = f"The output directory {preferred} is not writable, so the audio was saved under {fallback.resolve()}."
         return fallback.resolve(), note
     raise ConfigurationError(

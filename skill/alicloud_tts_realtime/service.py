@@ -18,9 +18,9 @@ from typing import Literal
 
 from .audio import duration_ms, encode_chunk, wav_bytes
 from .engines.base import Engine
-from .errors import InvalidRequestError, NoAudioError, TTSError
+from .errors import ConfigurationError, InvalidRequestError, NoAudioError, TTSError
 from .models import AudioChunk, SpeechRequest, SpeechResponse, SynthesisOutcome
-from .output import atomic_write, new_audio_name
+from .output import atomic_write, new_audio_name, prepare_target
 
 __all__ = ["OutputMode", "RetryOptions", "synthesize"]
 
@@ -73,11 +73,15 @@ async def synthesize(
         The response; ``file_path`` is absolute when a file was written.
 
     Raises:
-        TTSError: Typed failure. Nothing is written when the synthesis fails or is cancelled.
+        TTSError: Typed failure. Nothing is written when the synthesis fails or is cancelled. An
+            unwritable output path is a :class:`ConfigurationError` raised before the engine is called.
     """
     request = request.resolved()
     if output != "chunks" and path is None and audio_dir is None:
         raise InvalidRequestError("Saving audio needs a path or an output directory.", field="output")
+    target: Path | None = None
+    if output != "chunks":
+        target = prepare_target(path if path is not None else audio_dir / new_audio_name())  # type: ignore[operator]
     retry = retry or RetryOptions()
     started = time.perf_counter()
     pcm: list[bytes] = []
@@ -112,9 +116,11 @@ async def synthesize(
             await asyncio.sleep(delay)
 
     file_path: str | None = None
-    if output != "chunks":
-        target = path if path is not None else audio_dir / new_audio_name()  # type: ignore[operator]
-        file_path = str(atomic_write(target, wav_bytes(pcm, request.sample_rate)))
+    if target is not None:
+        try:
+            file_path = str(atomic_write(target, wav_bytes(pcm, request.sample_rate)))
+        except OSError as exc:  # e.g. the disk filled up during the synthesis
+            raise ConfigurationError(f"Cannot write audio to {target}: {exc.strerror or exc}.") from exc
     total_bytes = sum(len(chunk) for chunk in pcm)
     return SpeechResponse(
         audio_base64_pcm_chunks=[encode_chunk(chunk) for chunk in pcm] if output != "file" else [],
