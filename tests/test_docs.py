@@ -17,8 +17,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import tomllib
 import yaml
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -55,7 +59,7 @@ def project_name() -> str:
 
 def test_skill_frontmatter_follows_the_agent_skills_rules() -> None:
     data, body = frontmatter(ROOT / "SKILL.md")
-    assert set(data) <= ALLOWED_FRONTMATTER and {"name", "description"} <= set(data)
+    assert set(data) == ALLOWED_FRONTMATTER
     name = data["name"]
     assert isinstance(name, str) and NAME.match(name) and len(name) <= 64
     # The folder a catalog installs the skill into is named after it, as are the package and plugin.
@@ -154,6 +158,24 @@ def test_documented_commands_run_offline_without_a_key(key: str, emulator_env: d
 # --- install paths ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("document", ["SKILL.md", "README.md"])
+def test_inline_commands_parse(document: str) -> None:
+    """Every inline `alicloud-tts-realtime ...` in the prose names real subcommands and flags."""
+    import shlex
+
+    from alicloud_tts_realtime.cli import _build_parser
+
+    text = (ROOT / document).read_text(encoding="utf-8")
+    commands = re.findall(r"`alicloud-tts-realtime ([^`]*)`", text)
+    assert commands
+    for command in commands:
+        argv = shlex.split(command.replace("…", "hello"))
+        try:
+            _build_parser().parse_args(argv)
+        except SystemExit as exc:
+            pytest.fail(f"{document}: `alicloud-tts-realtime {command}` does not parse (exit {exc.code})")
+
+
 def test_plugin_marketplace_and_catalog_files() -> None:
     plugin = json.loads((ROOT / ".claude-plugin" / "plugin.json").read_text())
     marketplace = json.loads((ROOT / ".claude-plugin" / "marketplace.json").read_text())
@@ -167,6 +189,18 @@ def test_plugin_marketplace_and_catalog_files() -> None:
     assert set(interface) == {"display_name", "short_description", "default_prompt"}
     assert 25 <= len(interface["short_description"]) <= 64
     assert f"${name}" in interface["default_prompt"]
+
+
+def test_the_plugin_finds_the_skill_with_its_files() -> None:
+    # Claude Code loads a plugin's skills from skills/<name>/SKILL.md; the entries there link to the
+    # top-level files, so the paths SKILL.md names resolve from the plugin's skill folder too.
+    (folder,) = (ROOT / "skills").iterdir()
+    data, _ = frontmatter(folder / "SKILL.md")
+    assert folder.name == data["name"] == project_name()
+    assert (folder / "SKILL.md").read_bytes() == (ROOT / "SKILL.md").read_bytes()
+    text = (ROOT / "SKILL.md").read_text(encoding="utf-8")
+    for relative in re.findall(r"`((?:scripts|references)/[\w./-]+)`", text):
+        assert (folder / relative).exists(), relative
 
 
 def server_command(entry: dict[str, object]) -> list[str]:
