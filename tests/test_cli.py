@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -109,12 +110,12 @@ def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.Comp
     )
 
 
-@pytest.fixture
-def emulator_process(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """``alicloud-tts-realtime emulator --port 0`` in a subprocess; yields its URL and a client env."""
+@contextlib.contextmanager
+def running_emulator(tmp_path: Path, *options: str) -> Iterator[tuple[str, dict[str, str]]]:
+    """``alicloud-tts-realtime emulator --port 0 …`` in a subprocess; yields its URL and a client env."""
     env = {**os.environ, "OUTPUT_DIR": str(tmp_path)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "alicloud_tts_realtime", "emulator", "--port", "0", "--audio", "signal"],
+        [sys.executable, "-m", "alicloud_tts_realtime", "emulator", "--port", "0", "--audio", "signal", *options],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -124,11 +125,18 @@ def emulator_process(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
         assert process.stdout is not None
         line = process.stdout.readline()
         assert line.startswith("DashScope emulator ready: realtime ws://127.0.0.1:"), line
-        url = line.split()[-1]
-        yield url, {**env, "DASHSCOPE_API_KEY": "sk-emulator", "DASHSCOPE_REALTIME_URL": url}
+        ready = dict(process.stdout.readline().strip().split("=", 1) for _ in range(3))
+        assert ready["DASHSCOPE_REALTIME_URL"] == line.split()[-1]
+        yield ready["DASHSCOPE_REALTIME_URL"], env | ready
     finally:
         process.terminate()
         process.communicate(timeout=10)
+
+
+@pytest.fixture
+def emulator_process(tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    with running_emulator(tmp_path) as served:
+        yield served
 
 
 def test_end_to_end_through_the_emulator(emulator_process: tuple[str, dict[str, str]], tmp_path: Path) -> None:
@@ -147,6 +155,25 @@ def test_end_to_end_through_the_emulator(emulator_process: tuple[str, dict[str, 
     assert refused.stderr.splitlines()[-1].startswith("error: The service refused the API key (HTTP 401")
     assert "sk-wrong-key-000" not in refused.stderr
     assert time.perf_counter() - started < 10  # includes interpreter start-up; the refusal itself takes ms
+
+
+def test_the_emulators_fault_options_reach_the_client(tmp_path: Path) -> None:
+    with running_emulator(tmp_path, "--reject-status", "503") as (_, env):
+        refused = cli("speak", "Refused.", env=env)
+        assert refused.returncode == 1
+        assert refused.stderr.splitlines()[-1].startswith(
+            "error: The service refused the connection with HTTP 503: The service is unavailable, please try "
+            "again later (status=503, code=ServiceUnavailable, request_id="
+        ), refused.stderr
+        fallback = cli("speak", "Spoken over HTTP instead.", "--engine", "fallback", "--json", env=env)
+        assert fallback.returncode == 0, fallback.stderr
+        assert json.loads(fallback.stdout)["engine"] == "http"
+    with running_emulator(tmp_path, "--throttle") as (_, env):
+        throttled = cli("speak", "Throttled.", env=env)
+        assert throttled.returncode == 1
+        assert throttled.stderr.splitlines()[-1].startswith(
+            "error: The service is throttling requests (close 1011: To many requests."
+        ), throttled.stderr
 
 
 def test_help_works_without_anything(tmp_path: Path) -> None:

@@ -255,15 +255,18 @@ async def test_streamed_chunks_reassemble_to_the_result(tmp_path: Path, emulator
 # --- cancellation, deadline, queue ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["auto", "legacy"])
+@pytest.mark.parametrize(("mode", "engine"), [("auto", "realtime"), ("legacy", "realtime"), ("auto", "sdk")])
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=1.0)])
-async def test_cancellation_closes_the_upstream_session(tmp_path: Path, emulator: Emulator, mode: str) -> None:
+async def test_cancellation_closes_the_upstream_session(
+    tmp_path: Path, emulator: Emulator, mode: str, engine: str
+) -> None:
     first_progress = anyio.Event()
 
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         first_progress.set()
 
-    async with Client(build_server(make_settings(tmp_path, emulator)), mode=mode) as client:
+    server = build_server(make_settings(tmp_path, emulator), ServerOptions(engine=engine))
+    async with Client(server, mode=mode) as client:
         async with anyio.create_task_group() as tg:
 
             async def call() -> None:
@@ -285,12 +288,13 @@ async def test_cancellation_closes_the_upstream_session(tmp_path: Path, emulator
     assert wav_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("engine", ["realtime", "sdk"])
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=1.0)])
-async def test_deadline_stops_the_synthesis(tmp_path: Path, emulator: Emulator) -> None:
-    options = ServerOptions(deadline_seconds=0.4)
+async def test_deadline_stops_the_synthesis(tmp_path: Path, emulator: Emulator, engine: str) -> None:
+    options = ServerOptions(deadline_seconds=0.6, engine=engine)
     async with Client(build_server(make_settings(tmp_path, emulator), options)) as client:
         result = await client.call_tool("tts_realtime", {"text": SENTENCE * 2, "voice": "Cherry"})
-    assert_error(result, "0.4 s", "shorter text")
+    assert_error(result, "0.6 s", "shorter text")
     await wait_for(lambda: emulator.open_sessions == 0)
     assert wav_files(tmp_path) == []
 

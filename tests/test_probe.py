@@ -148,6 +148,19 @@ async def test_a_fallback_network_error_is_reported_not_raised(refusing: Emulato
     error = result.report["fallback"]["error"]
     assert error["type"] == "ConnectionFailedError" and error["retryable"] is True
     assert result.report["fallback"]["output"] is None
+    assert result.report["realtime_probe"]["error"]["status"] == 503  # the realtime result survives
+    assert len(result.stderr.splitlines()) == 1, result.stderr  # the retry's warning stays quiet
+
+
+async def test_a_fallback_that_cannot_work_is_refused_before_the_realtime_session(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    args = ("--text", TEXT, "--instruction", "calm", "--fallback", "--fallback-model", "qwen3-tts-flash")
+    result = await run(environment(tmp_path, emulator), *args)
+    assert result.returncode == 1
+    error = result.report["realtime_probe"]["error"]
+    assert error["type"] == "InvalidRequestError" and "does not accept an instruction" in error["message"]
+    assert not emulator.sessions  # nothing was sent
 
 
 async def test_a_missing_key_is_a_configuration_error_with_a_hint(tmp_path: Path) -> None:
@@ -173,8 +186,16 @@ async def test_runs_from_a_copy_of_the_skill_folder_without_the_package_installe
                     ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
     (copy / "scripts").mkdir()
     shutil.copy(SCRIPT, copy / "scripts")
-    # -S skips site, hence the editable install's .pth; the dependencies stay reachable on PYTHONPATH.
-    env = environment(tmp_path, emulator, PYTHONPATH=sysconfig.get_paths()["purelib"])
+    # -S skips site-packages; a folder of links to everything in it but this package (installed
+    # editable or not) keeps the dependencies reachable on PYTHONPATH.
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for folder in {Path(sysconfig.get_paths()[key]) for key in ("purelib", "platlib")}:
+        for entry in folder.iterdir():
+            own = entry.name.startswith(("alicloud_tts_realtime", "alicloud_ai_audio_tts_realtime", "__editable__"))
+            if not own and entry.suffix != ".pth" and not (deps / entry.name).exists():
+                (deps / entry.name).symlink_to(entry)
+    env = environment(tmp_path, emulator, PYTHONPATH=str(deps))
     python = [sys.executable, "-S"]
     hidden = await anyio.run_process([*python, "-c", "import alicloud_tts_realtime"], env=env, check=False)
     assert hidden.returncode != 0  # the package really is not installed for this interpreter

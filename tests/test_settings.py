@@ -85,6 +85,9 @@ def test_regions_and_overrides(tmp_path: Path) -> None:
         ({"DASHSCOPE_REGION": "us-west-9"}, "DASHSCOPE_REGION"),
         ({"DASHSCOPE_REALTIME_URL": "http://x/api-ws/v1/realtime"}, "DASHSCOPE_REALTIME_URL"),
         ({"DASHSCOPE_HTTP_BASE_URL": "ftp://x"}, "DASHSCOPE_HTTP_BASE_URL"),
+        ({"DASHSCOPE_REALTIME_URL": "ws://127.0.0.1:99999/x"}, "DASHSCOPE_REALTIME_URL .*Port out of range"),
+        ({"DASHSCOPE_HTTP_BASE_URL": "http://[::1"}, "DASHSCOPE_HTTP_BASE_URL .*IPv6"),
+        ({"DASHSCOPE_HTTP_BASE_URL": "http://:80/api/v1"}, "DASHSCOPE_HTTP_BASE_URL"),
     ],
 )
 def test_bad_settings_are_named(tmp_path: Path, env: dict[str, str], message: str) -> None:

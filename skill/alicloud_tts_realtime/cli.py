@@ -74,6 +74,28 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--api-key", default="sk-emulator", help="the key clients must send (default: sk-emulator)")
     emulator.add_argument("--audio", default="auto", choices=("auto", "speech", "signal"))
+    faults = emulator.add_argument_group("faults of the realtime WebSocket (the HTTP API is unaffected)")
+    faults.add_argument(
+        "--reject-status", type=int, metavar="STATUS", help="refuse every upgrade with this HTTP status, e.g. 503"
+    )
+    faults.add_argument(
+        "--throttle", action="store_true", help="accept the upgrade, then close 1011 before any event (rate limit)"
+    )
+    faults.add_argument(
+        "--handshake-delay-ms", type=float, default=0.0, metavar="MS", help="delay before answering the upgrade"
+    )
+    faults.add_argument(
+        "--fail-after-chunks", type=int, metavar="N", help="after N audio deltas: a server_error event, close 1011"
+    )
+    faults.add_argument(
+        "--drop-after-chunks", type=int, metavar="N", help="after N audio deltas: drop the connection (1006)"
+    )
+    faults.add_argument(
+        "--unknown-model",
+        default="close",
+        choices=("close", "error"),
+        help="an unknown model: close silently after session.created (observed, default) or send an error",
+    )
 
     from .engines import ENGINE_CHOICES
 
@@ -172,7 +194,18 @@ def _cmd_voices(args: argparse.Namespace) -> int:
 def _cmd_emulator(args: argparse.Namespace) -> int:
     from .emulator import EmulatorConfig, run_emulator
 
-    config = EmulatorConfig(api_key=args.api_key, latency_ms=args.latency_ms, rtf=args.rtf, audio=args.audio)
+    config = EmulatorConfig(
+        api_key=args.api_key,
+        latency_ms=args.latency_ms,
+        rtf=args.rtf,
+        audio=args.audio,
+        reject_status=args.reject_status,
+        throttle=args.throttle,
+        handshake_delay_ms=args.handshake_delay_ms,
+        fail_after_chunks=args.fail_after_chunks,
+        drop_after_chunks=args.drop_after_chunks,
+        unknown_model=args.unknown_model,
+    )
 
     def ready(emulator: object) -> None:
         print(f"DashScope emulator ready: realtime {emulator.url}", flush=True)  # type: ignore[attr-defined]

@@ -123,7 +123,11 @@ class RemoteError(TTSError):
             for name, value in (("status", self.status), ("code", self.code), ("request_id", self.request_id))
             if value is not None
         ]
-        return f"{self.message} ({', '.join(details)})" if details else self.message
+        if not details:
+            return self.message
+        # One sentence: the details go inside it, before the full stop.
+        body, stop = (self.message[:-1], ".") if self.message.endswith(".") else (self.message, "")
+        return f"{body} ({', '.join(details)}){stop}"
 
 
 class AuthenticationError(RemoteError):

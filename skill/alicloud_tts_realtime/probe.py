@@ -126,10 +126,14 @@ def run(args: argparse.Namespace) -> int:
     Nothing escapes as a traceback: an unexpected failure is logged (with its traceback at DEBUG)
     and reported in the JSON as ``InternalError``.
     """
-    if (getattr(args, "verbose", 0) or 0) < 2:
+    verbose = getattr(args, "verbose", 0) or 0
+    if verbose < 2:
         # websocket-client, under the SDK, logs a refused handshake at ERROR with the response
         # headers; the report already says it, and stderr is for the one-line summary.
         logging.getLogger("websocket").setLevel(logging.CRITICAL)
+    if verbose < 1:
+        # The fallback's retry is logged as a warning; the report has the outcome.
+        logging.getLogger(f"{__package__}.service").setLevel(logging.ERROR)
     try:
         report, code, message = asyncio.run(_probe(args))
     except KeyboardInterrupt:
@@ -158,7 +162,8 @@ def _error(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, TTSError):
         data["retryable"] = exc.retryable
     if isinstance(exc, RemoteError):
-        data.update({k: v for k, v in (("status", exc.status), ("code", exc.code)) if v is not None})
+        data.update({k: v for k, v in (("status", exc.status), ("code", exc.code), ("request_id", exc.request_id))
+                     if v is not None})  # fmt: skip
     return data
 
 
@@ -238,6 +243,10 @@ async def _attempt(engine: Any, request: Any, stages: _Stages, output: Path | No
             )
     except (TTSError, OSError) as exc:
         response, result["error"] = None, _error(exc)
+    except Exception as exc:  # a bug or an odd library error: this section fails, the report survives
+        logger.debug("%s engine failed unexpectedly", getattr(engine, "name", "?"), exc_info=True)
+        response = None
+        result["error"] = {"type": "InternalError", "message": f"{type(exc).__name__}: {exc}", "retryable": False}
     else:
         result["ok"], result["error"] = True, None
     result.update(
@@ -320,7 +329,7 @@ async def _fallback(request: Any, settings: Any, model: str, output: Path) -> di
 
     engine = HttpEngine(settings, model=model)
     result = await _attempt(engine, request, _Stages(), output, retries=1)
-    result["request_id"] = result.pop("session_id")
+    result["request_id"] = result.pop("session_id") or (result["error"] or {}).get("request_id")
     del result["stage"]
     return {"ok": result.pop("ok"), "model": model, "engine": engine.name, "endpoint": engine.url} | result
 
@@ -345,7 +354,12 @@ async def _probe(args: argparse.Namespace) -> tuple[dict[str, Any], int, str | N
         fallback_model = args.fallback_model or (
             catalog.DEFAULT_HTTP_INSTRUCT_MODEL if request.instruction else catalog.DEFAULT_HTTP_MODEL
         )
-        catalog.http_model_info(fallback_model)
+        if args.fallback:  # a fallback that cannot work is found now, not after the realtime session
+            from .engines.http_sse import HttpEngine
+
+            HttpEngine(settings, model=fallback_model).model_for(request)
+        else:
+            catalog.http_model_info(fallback_model)
         settings.bearer()  # no key: a configuration error, reported before anything is sent
     except LocalError as exc:
         probe["error"] = _error(exc)

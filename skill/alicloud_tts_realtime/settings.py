@@ -102,9 +102,14 @@ def _key_from_credentials(path: Path, profile: str) -> str | None:
 
 
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
-        raise ConfigurationError(f"{name} must be a {' or '.join(schemes)} URL, got {value!r}.")
+    problem = f"{name} must be a {' or '.join(schemes)} URL, got {value!r}"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - parsing the port is the check: "Port out of range", "Invalid IPv6 URL"
+    except ValueError as exc:
+        raise ConfigurationError(f"{problem} ({exc}).") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigurationError(f"{problem}.")
     return value.rstrip("/")
 
 

@@ -36,6 +36,7 @@ from ..errors import (
     AuthenticationError,
     ConfigurationError,
     ConnectionFailedError,
+    EngineUnavailableError,
     InvalidRequestError,
     InvalidStateError,
     NoAudioError,
@@ -151,8 +152,7 @@ def map_httpx_errors(*, got_audio: Callable[[], bool] = lambda: False) -> Iterat
         got_audio: Tells whether audio was already received, which turns a network failure into
             a mid-stream drop.
     """
-    import httpx
-
+    httpx = _import_httpx()
     try:
         yield
     except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -186,13 +186,22 @@ def _json(text: str | bytes) -> Any:
         return None
 
 
+def _import_httpx() -> Any:
+    """``httpx``, a declared dependency; its absence (a copied skill folder) gets a clear error."""
+    try:
+        import httpx
+    except ImportError:
+        raise EngineUnavailableError("The http engine needs httpx, which is not installed: pip install httpx") from None
+    return httpx
+
+
 def _error(status: int | None, body: Any, request_id: str | None) -> RemoteError:
     """The error for an error body (``{"code", "message", "request_id"}``, §5) or an error frame."""
     fields = body if isinstance(body, dict) else {}
     code: str | None = fields["code"] if isinstance(fields.get("code"), str) else None
     message: str = fields["message"] if isinstance(fields.get("message"), str) else ""
     request_id = fields.get("request_id") or request_id
-    said = f": {message}" if message else ""
+    said = f": {message.rstrip('. ')}" if message else ""
     where = f"HTTP {status}{said}" if status else (message or code or "error frame")
     if status in (401, 403) or code == "InvalidApiKey":
         return AuthenticationError(
@@ -291,8 +300,7 @@ class HttpEngine(Engine):
         if self._closed:
             raise InvalidStateError("The http engine is closed.")
         if self._client is None:
-            import httpx
-
+            httpx = _import_httpx()
             s = self._settings
             self._client = httpx.AsyncClient(
                 transport=self._transport,

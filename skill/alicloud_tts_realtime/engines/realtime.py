@@ -62,19 +62,20 @@ def _body_fields(body: bytes | bytearray | None) -> tuple[str | None, str | None
 def _status_error(status: int, body: bytes | bytearray | None, request_id: str | None) -> RemoteError:
     code, message, body_request_id = _body_fields(body)
     request_id = body_request_id or request_id
+    said = f": {message.rstrip('. ')}" if message else ""
     if status in (401, 403):
         return AuthenticationError(
-            f"The service refused the API key (HTTP {status}{': ' + message if message else ''}). Check "
+            f"The service refused the API key (HTTP {status}{said}). Check "
             "DASHSCOPE_API_KEY, and that the key belongs to DASHSCOPE_REGION (Beijing and Singapore keys differ).",
             status=status, code=code, request_id=request_id,
         )  # fmt: skip
     if status == 429:
         return RateLimitError(
-            f"The service is throttling requests (HTTP 429{': ' + message if message else ''}); wait and retry.",
+            f"The service is throttling requests (HTTP 429{said}); wait and retry.",
             status=status, code=code, request_id=request_id,
         )  # fmt: skip
     return ServiceError(
-        f"The service refused the connection with HTTP {status}{': ' + message if message else ''}.",
+        f"The service refused the connection with HTTP {status}{said}.",
         status=status, code=code, request_id=request_id, retryable=status == 408 or status >= 500,
     )  # fmt: skip
 
@@ -109,7 +110,9 @@ def map_websocket_errors(*, got_audio: Callable[[], bool] = lambda: False) -> It
                 f"The service is throttling requests (close {code}: {reason}); wait and retry."
             ) from None
         if got_audio():
-            raise ConnectionFailedError(f"The connection dropped mid-stream (close {code} {reason}).".strip()) from None
+            raise ConnectionFailedError(
+                f"The connection dropped mid-stream (close {code}{': ' + reason if reason else ''})."
+            ) from None
         raise NoAudioError(
             f"The service closed the session before any audio (close {code}{' ' + reason if reason else ''}). "
             "This is how it answers an unknown or unavailable model: check the model name and region."

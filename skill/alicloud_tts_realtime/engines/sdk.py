@@ -38,6 +38,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
+import anyio.to_thread
+
 from .. import protocol as p
 from ..errors import (
     ConfigurationError,
@@ -246,7 +249,7 @@ def _close_error(code: int | None, reason: Any, got_audio: bool) -> RemoteError:
     if code == THROTTLE_CLOSE_CODE and "many requests" in text.lower():
         return RateLimitError(f"The service is throttling requests (close {code}: {text}); wait and retry.")
     if got_audio:
-        return ConnectionFailedError(f"The connection dropped mid-stream (close {code} {text}).".strip())
+        return ConnectionFailedError(f"The connection dropped mid-stream (close {code}{': ' + text if text else ''}).")
     return NoAudioError(
         f"The service closed the session before any audio (close {code}{' ' + text if text else ''}). "
         "This is how it answers an unknown or unavailable model: check the model name and region."
@@ -361,6 +364,7 @@ class SdkEngine(Engine):
                     raise map_sdk_error(args[0], got_audio=utterance.got_audio)
         finally:
             bridge.closed.set()
-            await asyncio.to_thread(_shutdown, client, bridge.socket)
+            with anyio.CancelScope(shield=True):  # a cancelled caller still closes the socket and joins
+                await anyio.to_thread.run_sync(_shutdown, client, bridge.socket)
             logger.info("sdk session closed: %s (%s)", core.session_id, core.state.value)
         yield utterance.outcome(request.model)
