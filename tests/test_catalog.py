@@ -43,7 +43,7 @@ def test_unknown_voice_names_the_closest() -> None:
     assert info.value.field == "voice"
     # Voices of the flash family are not all on the instruct family.
     with pytest.raises(InvalidRequestError, match="not available on 'qwen3-tts-instruct-flash-realtime'"):
-        build_request(text="hi", voice="Dylan", instruction="calm")
+        build_request(text="hi", voice="Dylan", instruction="calm", model="qwen3-tts-instruct-flash-realtime")
 
 
 def test_voice_case_is_corrected_and_custom_ids_only_on_vc_vd() -> None:
@@ -51,6 +51,17 @@ def test_voice_case_is_corrected_and_custom_ids_only_on_vc_vd() -> None:
     assert build_request(text="hi", voice="qwen-tts-vc-abc", model="qwen3-tts-vc-realtime-2026-01-15").voice
     with pytest.raises(InvalidRequestError, match="Custom"):
         build_request(text="hi", voice="qwen-tts-vc-abc")
+    # ... and those models take nothing else: a system voice would be a paid call the service refuses.
+    with pytest.raises(InvalidRequestError, match="only with voice ids cloned or designed for it"):
+        build_request(text="hi", voice="Cherry", model="qwen3-tts-vc-realtime-2026-01-15")
+
+
+def test_a_voice_the_instruction_ruled_out_says_so() -> None:
+    with pytest.raises(InvalidRequestError, match="the instruction selected 'qwen3-tts-instruct-flash-realtime'"):
+        build_request(text="hi", voice="dylan", instruction="calm")
+    with pytest.raises(InvalidRequestError, match="not available") as info:  # not a flash voice either
+        build_request(text="hi", voice="Dylanx", instruction="calm")
+    assert "instruction selected" not in str(info.value)
 
 
 def test_unknown_model_suggests_and_http_models_are_explained() -> None:

@@ -150,8 +150,10 @@ def test_end_to_end_through_the_emulator(emulator_process: tuple[str, dict[str, 
     assert read_wav(Path(data["file_path"]))[1] == 24000
 
     started = time.perf_counter()
-    refused = cli("speak", "hi", env={**env, "DASHSCOPE_API_KEY": "sk-wrong-key-000"})
+    nested = tmp_path / "new" / "deeper" / "hi.wav"
+    refused = cli("speak", "hi", "--output", str(nested), env={**env, "DASHSCOPE_API_KEY": "sk-wrong-key-000"})
     assert refused.returncode == 1
+    assert not (tmp_path / "new").exists()  # no empty folders left behind
     assert refused.stderr.splitlines()[-1].startswith("error: The service refused the API key (HTTP 401")
     assert "sk-wrong-key-000" not in refused.stderr
     assert time.perf_counter() - started < 10  # includes interpreter start-up; the refusal itself takes ms

@@ -350,6 +350,26 @@ async def test_bad_key_refuses_the_upgrade_with_401_and_a_body(emulator: Emulato
     assert emulator.sessions[-1].status == 401 and emulator.open_sessions == 0
 
 
+@pytest.mark.parametrize(
+    "path", ["", "/", "/api-ws/v1/realtim", "/api/v1/services/aigc/multimodal-generation/generation"]
+)
+async def test_an_upgrade_on_an_unknown_path_is_a_404_with_a_body(emulator: Emulator, path: str) -> None:
+    # Starlette's own answer would be an empty 403, which a client can only take for a refused key.
+    base = emulator.url.removesuffix("/api-ws/v1/realtime")
+    with pytest.raises(InvalidStatus) as caught:
+        await connect(f"{base}{path}?model={FLASH}", additional_headers={"Authorization": "Bearer sk-emulator"})
+    response = caught.value.response
+    body = json.loads(response.body)
+    assert response.status_code == 404
+    assert body == {
+        "code": "InvalidURL",
+        "message": "Invalid URL provided in your request.",
+        "request_id": body["request_id"],
+    }
+    assert response.headers["x-request-id"] == body["request_id"]
+    assert emulator.sessions == [] and emulator.open_sessions == 0
+
+
 async def test_lowercase_bearer_and_workspace_are_accepted(emulator: Emulator) -> None:
     headers = {
         "authorization": "bearer sk-emulator",

@@ -123,6 +123,7 @@ async def test_lists_tools_with_described_schemas(tmp_path: Path) -> None:
     annotations = speak.annotations
     assert annotations is not None and annotations.title
     assert annotations.read_only_hint is False and annotations.open_world_hint is True
+    assert annotations.destructive_hint is True  # a given filename replaces an existing file
     assert speak.description and len(speak.description) < 400
 
     voices = tools["tts_voices"]
@@ -299,6 +300,15 @@ async def test_deadline_stops_the_synthesis(tmp_path: Path, emulator: Emulator, 
     assert wav_files(tmp_path) == []
 
 
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", handshake_delay_ms=3000)])
+async def test_deadline_before_any_audio_blames_the_service_not_the_text(tmp_path: Path, emulator: Emulator) -> None:
+    options = ServerOptions(deadline_seconds=0.5, engine="realtime")
+    async with Client(build_server(make_settings(tmp_path, emulator), options)) as client:
+        result = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry"})
+    assert_error(result, "sent no audio within the server's 0.5 s limit", "try again")
+    assert wav_files(tmp_path) == []
+
+
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=2.0)])
 async def test_concurrency_cap_queues_instead_of_failing(tmp_path: Path, emulator: Emulator) -> None:
     most_open = 0
@@ -447,7 +457,9 @@ async def test_filename_stays_inside_the_output_directory(tmp_path: Path) -> Non
         audio_dir = Path(ok.structured_content["output_dir"])  # type: ignore[index]
         assert Path(ok.structured_content["file_path"]) == audio_dir / "greetings" / "hello.wav"  # type: ignore[index]
         (audio_dir / "escape").symlink_to(outside, target_is_directory=True)
-        for name in ("../up.wav", "/tmp/abs.wav", "a/../../b.wav", "escape/x.wav", str(outside / "y.wav")):
+        escapes = ("../up.wav", "/tmp/abs.wav", "a/../../b.wav", "escape/x.wav", str(outside / "y.wav"))
+        unusable = (".", "a\x00b", "two\nlines", "x" * 300)  # a sentence each, not an internal error
+        for name in escapes + unusable:
             result = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry", "filename": name})
             assert_error(result, "filename")
     assert list(outside.iterdir()) == []

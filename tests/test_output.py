@@ -68,13 +68,44 @@ def test_atomic_write_respects_the_umask(tmp_path: Path) -> None:
     assert written.stat().st_mode & 0o777 == 0o644  # readable by a player running as another user
 
 
-def test_prepare_target_creates_the_directory_or_says_why_not(tmp_path: Path) -> None:
-    assert prepare_target(tmp_path / "new" / "x.wav") == tmp_path / "new" / "x.wav"
-    assert (tmp_path / "new").is_dir() and list((tmp_path / "new").iterdir()) == []
+def test_prepare_target_creates_nothing_and_says_why_not(tmp_path: Path) -> None:
+    assert prepare_target(tmp_path / "new" / "deeper" / "x.wav") == tmp_path / "new" / "deeper" / "x.wav"
+    assert list(tmp_path.iterdir()) == []  # a synthesis that fails later leaves no empty folders
     (tmp_path / "file").write_text("")
     with pytest.raises(
         Exception, match=r"Cannot write audio to .*file: it is a file, not a directory\. Set OUTPUT_DIR"
     ):
         prepare_target(tmp_path / "file" / "x.wav")
-    with pytest.raises(Exception, match=r"Cannot write audio to .*file/sub: Not a directory\."):
+    with pytest.raises(Exception, match=r"Cannot write audio to .*file/sub: .*file is a file, not a directory\."):
         prepare_target(tmp_path / "file" / "sub" / "x.wav")
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="POSIX permissions; root writes anywhere")
+def test_prepare_target_tries_the_nearest_existing_folder(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    try:
+        with pytest.raises(Exception, match=r"Cannot write audio to .*locked/a/b: Permission denied"):
+            prepare_target(locked / "a" / "b" / "x.wav")
+    finally:
+        locked.chmod(0o700)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        (".", "must end in a file name"),
+        ("a\x00b", "control characters"),
+        ("a\nb", "control characters"),
+        ("x" * 252, "longer than 255 bytes"),
+        ("é" * 126, "longer than 255 bytes"),
+    ],
+)
+def test_confinement_explains_unusable_names(tmp_path: Path, name: str, message: str) -> None:
+    with pytest.raises(InvalidRequestError, match=message):
+        confined_path(tmp_path, name)
+
+
+def test_the_longest_valid_name_can_be_written(tmp_path: Path) -> None:
+    target = confined_path(tmp_path, "x" * 251)  # 255 bytes with ".wav"
+    assert atomic_write(target, b"RIFF").name == "x" * 251 + ".wav"

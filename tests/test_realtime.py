@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import ssl
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -96,6 +100,7 @@ async def test_wrong_key_fails_at_the_handshake_in_well_under_a_second(emulator:
     elapsed = time.perf_counter() - started
     assert elapsed < 0.5
     assert (info.value.status, info.value.code) == (401, "InvalidApiKey")
+    assert "refused the API key (HTTP 401: Invalid API-key provided)" in str(info.value)
     assert info.value.request_id
     assert not info.value.retryable
     assert secret not in str(info.value) and secret not in repr(info.value.__context__)
@@ -176,6 +181,61 @@ async def test_refused_upgrades_are_typed(emulator: Emulator, error: type[TTSErr
     assert info.value.retryable is retryable
 
 
+@pytest.mark.parametrize("path", ["", "/api-ws/v1/realtim"])
+async def test_a_wrong_path_is_a_final_error_naming_the_path_not_the_key(emulator: Emulator, path: str) -> None:
+    base = emulator.url.removesuffix("/api-ws/v1/realtime")
+    engine = RealtimeEngine(settings_for(emulator, realtime_url=f"{base}{path}"))
+    started = time.perf_counter()
+    with pytest.raises(ServiceError) as info:
+        await synthesize(build_request(text="hi", voice="Cherry"), engine, retry=RetryOptions(2, interval=1))
+    assert time.perf_counter() - started < 0.9  # not retried
+    message = str(info.value)
+    assert (info.value.status, info.value.code, info.value.retryable) == (404, "InvalidURL", False)
+    assert f"{base.removeprefix('ws://')} answered the WebSocket upgrade on path {path or '/'} with HTTP 404" in message
+    assert "DASHSCOPE_REALTIME_URL: its path should end in /api-ws/v1/realtime" in message
+    assert "API key" not in message and "model=" not in message
+
+
+@asynccontextmanager
+async def raw_server(
+    response: bytes, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, list[int]]]:
+    """A loopback server answering every request with ``response``; yields ``host:port`` and a connection count."""
+    connections: list[int] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(response)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ssl_context)
+    try:
+        yield f"127.0.0.1:{server.sockets[0].getsockname()[1]}", connections
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_a_bare_refusal_does_not_claim_the_key_was_refused(status: int) -> None:
+    # A proxy or a server that is not DashScope may refuse like this: no {code, message} body.
+    reply = f"HTTP/1.1 {status} Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+    async with raw_server(reply) as (netloc, connections):
+        settings = Settings(api_key=SecretStr(KEY), realtime_url=f"ws://{netloc}/api-ws/v1/realtime?region=x")
+        with pytest.raises(AuthenticationError) as info:
+            await synthesize(build_request(text="hi", voice="Cherry"), RealtimeEngine(settings))
+    message = str(info.value)
+    assert info.value.status == status and not info.value.retryable
+    assert f"{netloc} answered the WebSocket upgrade on path /api-ws/v1/realtime with HTTP {status}" in message
+    assert "no DashScope error body" in message and "refused the API key" not in message
+    assert "DASHSCOPE_API_KEY" in message and "DASHSCOPE_REALTIME_URL" in message
+    assert "region=x" not in message and "model=" not in message and KEY not in message
+    assert len(connections) == 1
+
+
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", latency_ms=1500)])
 async def test_silence_past_the_idle_timeout(emulator: Emulator) -> None:
     engine = RealtimeEngine(settings_for(emulator, idle_timeout=0.3))
@@ -198,10 +258,85 @@ async def test_nothing_listening_is_a_connection_failure(tmp_path: Path) -> None
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         await listener.aclose()  # the port is now free, so connecting is refused
-    settings = Settings(api_key=SecretStr(KEY), realtime_url=f"ws://127.0.0.1:{port}/api-ws/v1/realtime")
+    settings = Settings(api_key=SecretStr(KEY), realtime_url=f"ws://127.0.0.1:{port}/api-ws/v1/realtime?model=x")
     with pytest.raises(ConnectionFailedError) as info:
         await synthesize(build_request(text="hi", voice="Cherry"), RealtimeEngine(settings), retry=RetryOptions(0))
     assert info.value.retryable
+    message = str(info.value)
+    assert message.startswith(f"Cannot reach the realtime service at 127.0.0.1:{port}: ")
+    assert "(ConnectionRefusedError)" in message and "/api-ws" not in message and "model=x" not in message
+
+
+async def test_a_host_that_does_not_resolve_is_named_with_the_cause() -> None:
+    # .invalid never resolves (RFC 6761): the resolver answers at once, without the network.
+    settings = Settings(api_key=SecretStr(KEY), realtime_url="wss://nonexistent.invalid/api-ws/v1/realtime")
+    with anyio.fail_after(5), pytest.raises(ConnectionFailedError) as info:
+        await synthesize(build_request(text="hi", voice="Cherry"), RealtimeEngine(settings), retry=RetryOptions(0))
+    message = str(info.value)
+    assert message.startswith("Cannot reach the realtime service at nonexistent.invalid:443: ")
+    assert message.endswith("(gaierror).") and len(message) > len(
+        "Cannot reach … at nonexistent.invalid:443: (gaierror)."
+    )
+    assert info.value.retryable
+
+
+def self_signed_context(tmp_path: Path) -> ssl.SSLContext:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, which no client trusts."""
+    import datetime
+    import ipaddress
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = tmp_path / "server.pem"
+    pem.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        + cert.public_bytes(serialization.Encoding.PEM)
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pem)
+    return context
+
+
+async def test_an_untrusted_certificate_is_named_and_not_retried(tmp_path: Path) -> None:
+    from websockets.asyncio.client import connect
+
+    attempts: list[str] = []
+
+    def counting_connect(url: str, **kwargs: object) -> object:
+        attempts.append(url)
+        return connect(url, **kwargs)  # type: ignore[arg-type]
+
+    # The server never sees a connection: the client aborts the TLS handshake first.
+    async with raw_server(b"", self_signed_context(tmp_path)) as (netloc, _):
+        settings = Settings(api_key=SecretStr(KEY), realtime_url=f"wss://{netloc}/api-ws/v1/realtime")
+        with anyio.fail_after(5), pytest.raises(ConnectionFailedError) as info:
+            await synthesize(
+                build_request(text="hi", voice="Cherry"),
+                RealtimeEngine(settings, connect=counting_connect),
+                retry=RetryOptions(2, interval=0),
+            )
+    message = str(info.value)
+    assert message.startswith(f"Cannot reach the realtime service at {netloc}: certificate verify failed: ")
+    assert "(SSLCertVerificationError)" in message and "CA certificates" in message
+    assert not info.value.retryable
+    assert len(attempts) == 1
 
 
 @pytest.mark.parametrize(

@@ -93,3 +93,93 @@ def test_regions_and_overrides(tmp_path: Path) -> None:
 def test_bad_settings_are_named(tmp_path: Path, env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         load_settings(env, home=tmp_path)
+
+
+def test_duplicate_sections_and_options_are_tolerated_last_value_wins(tmp_path: Path) -> None:
+    write_credentials(
+        tmp_path,
+        "[default]\naccess_key_id = AK\naccess_key_id = AK2\n\n[prod]\ndashscope_api_key = sk-old\n\n"
+        "[default]\ntype = access_key\n\n[prod]\ndashscope_api_key = sk-new\n",
+    )
+    assert load_settings({}, home=tmp_path).api_key is None
+    assert load_settings({"ALIBABA_CLOUD_PROFILE": "prod"}, home=tmp_path).bearer() == "Bearer sk-new"
+
+
+def test_lower_case_key_name_takes_precedence_over_upper_case(tmp_path: Path) -> None:
+    write_credentials(
+        tmp_path,
+        "[both]\nDASHSCOPE_API_KEY = sk-upper\ndashscope_api_key = sk-lower\n\n"
+        "[blank]\ndashscope_api_key =\nDASHSCOPE_API_KEY = sk-upper\n",
+    )
+    assert load_settings({"ALIBABA_CLOUD_PROFILE": "both"}, home=tmp_path).bearer() == "Bearer sk-lower"
+    # A blank dashscope_api_key does not hide DASHSCOPE_API_KEY.
+    assert load_settings({"ALIBABA_CLOUD_PROFILE": "blank"}, home=tmp_path).bearer() == "Bearer sk-upper"
+
+
+def test_default_named_section_is_an_ordinary_profile(tmp_path: Path) -> None:
+    write_credentials(tmp_path, "[DEFAULT]\ndashscope_api_key = sk-upper-default\n\n[prod]\ntype = access_key\n")
+    assert load_settings({"ALIBABA_CLOUD_PROFILE": "prod"}, home=tmp_path).api_key is None  # no leaking
+    assert load_settings({"ALICLOUD_PROFILE": "DEFAULT"}, home=tmp_path).bearer() == "Bearer sk-upper-default"
+
+
+def test_utf8_bom_is_skipped(tmp_path: Path) -> None:
+    path = tmp_path / ".alibabacloud" / "credentials"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\xef\xbb\xbf[default]\r\ndashscope_api_key = " + SECRET.encode() + b"\r\n")
+    assert load_settings({}, home=tmp_path).bearer() == f"Bearer {SECRET}"
+
+
+def test_parse_error_names_file_line_and_section_but_not_the_text(tmp_path: Path) -> None:
+    path = write_credentials(tmp_path, f"[default]\ntype = access_key\n\n[prod]\n{SECRET}\n")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings({}, home=tmp_path)
+    message = str(info.value)
+    assert str(path) in message and "line 5" in message and "[prod]" in message
+    assert SECRET not in message
+
+
+def test_missing_section_header_names_line_one(tmp_path: Path) -> None:
+    write_credentials(tmp_path, f"dashscope_api_key = {SECRET}\n")
+    with pytest.raises(ConfigurationError, match=r"line 1 .*MissingSectionHeaderError") as info:
+        load_settings({}, home=tmp_path)
+    assert SECRET not in str(info.value)
+
+
+def test_non_utf8_file_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / ".alibabacloud" / "credentials"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"[default]\ndashscope_api_key = sk-\xff\xfe\n")
+    with pytest.raises(ConfigurationError, match="line 2 is not UTF-8") as info:
+        load_settings({}, home=tmp_path)
+    assert str(path) in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize("variable", ["ALIBABA_CLOUD_PROFILE", "ALICLOUD_PROFILE"])
+def test_selected_profile_missing_from_file_is_an_error(tmp_path: Path, variable: str) -> None:
+    path = write_credentials(tmp_path, f"[default]\ntype = access_key\n\n[prod]\ndashscope_api_key = {SECRET}\n")
+    with pytest.raises(ConfigurationError) as info:
+        load_settings({variable: "prdo"}, home=tmp_path)
+    assert str(info.value) == f"Profile 'prdo' (from {variable}) is not in {path}; its sections are: default, prod."
+    assert SECRET not in str(info.value)
+
+
+def test_missing_profile_is_not_an_error_when_env_key_is_set_or_not_selected(tmp_path: Path) -> None:
+    write_credentials(tmp_path, "[prod]\ndashscope_api_key = sk-prod\n")
+    env = {"DASHSCOPE_API_KEY": SECRET, "ALIBABA_CLOUD_PROFILE": "prdo"}
+    assert load_settings(env, home=tmp_path).bearer() == f"Bearer {SECRET}"
+    assert load_settings({}, home=tmp_path).api_key is None  # no [default]: no key, offline in auto mode
+    assert load_settings({"ALIBABA_CLOUD_PROFILE": "  "}, home=tmp_path).api_key is None  # blank: default
+    # No file at all: a selected profile is not an error either.
+    assert load_settings({"ALIBABA_CLOUD_PROFILE": "prod"}, home=tmp_path / "elsewhere").api_key is None
+
+
+def test_env_key_wins_without_reading_a_malformed_file(tmp_path: Path) -> None:
+    write_credentials(tmp_path, "not an ini file\n")
+    assert load_settings({"DASHSCOPE_API_KEY": SECRET}, home=tmp_path).bearer() == f"Bearer {SECRET}"
+
+
+def test_output_dir_expands_tilde(tmp_path: Path) -> None:
+    assert load_settings({"OUTPUT_DIR": "~/tts-out"}, home=tmp_path).output_dir == tmp_path / "tts-out"
+    assert load_settings({"OUTPUT_DIR": "~"}, home=tmp_path).output_dir == tmp_path
+    assert load_settings({}, home=tmp_path).output_dir == Path("output")

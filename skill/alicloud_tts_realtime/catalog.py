@@ -32,6 +32,7 @@ __all__ = [
     "female_voice",
     "http_model_for",
     "http_model_info",
+    "is_system_voice",
     "model_info",
     "resolve_model",
     "voices_for",
@@ -75,6 +76,7 @@ _INSTRUCT: tuple[str, ...] = (
     "Seren", "Pip", "Stella",
 )  # fmt: skip
 _LEGACY: tuple[str, ...] = ("Cherry", "Serena", "Ethan", "Chelsie")
+_SYSTEM_VOICES: frozenset[str] = frozenset(v.lower() for v in _FLASH_ORIGINAL + _FLASH_ADDED + _INSTRUCT + _LEGACY)
 
 # Voices the offline engine renders with a female espeak variant; the rest get a male one. From the
 # voice descriptions in the official voice table (dialect voices: Jada, Sunny and Kiki are female).
@@ -266,6 +268,11 @@ def resolve_model(model: str | None, instruction: str | None) -> ModelInfo:
     return info
 
 
+def is_system_voice(voice: str) -> bool:
+    """Whether ``voice`` names a system voice of any family (case-insensitive)."""
+    return voice.strip().lower() in _SYSTEM_VOICES
+
+
 def check_voice(info: ModelInfo, voice: str) -> str:
     """Validate ``voice`` for the model and return it.
 
@@ -280,6 +287,12 @@ def check_voice(info: ModelInfo, voice: str) -> str:
     if not voice:
         raise InvalidRequestError("Voice must not be empty; try 'Cherry'.", field="voice")
     if info.takes_custom_voices:
+        if is_system_voice(voice):
+            raise InvalidRequestError(
+                f"Model {info.id!r} speaks only with voice ids cloned or designed for it, not the system voice "
+                f"{voice!r}; use {DEFAULT_MODEL!r} for system voices.",
+                field="voice",
+            )
         return voice
     if voice in info.voices:
         return voice

@@ -67,7 +67,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     emulator = sub.add_parser("emulator", help="run the local DashScope emulator")
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=0, help="port (default: any free port)")
+    emulator.add_argument("--port", type=_port, default=0, help="port (default: any free port)")
     emulator.add_argument("--latency-ms", type=float, default=0.0, help="delay before the first audio delta")
     emulator.add_argument(
         "--rtf", type=float, default=0.0, help="pacing as a real-time factor (0: as fast as possible)"
@@ -113,7 +113,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--transport", default="stdio", choices=("stdio", "http"), help="stdio (default) or Streamable HTTP at /mcp"
     )
     serve.add_argument("--host", default="127.0.0.1", help="HTTP interface (default: 127.0.0.1, loopback only)")
-    serve.add_argument("--port", type=int, default=8765, help="HTTP port (default: 8765; 0: any free port)")
+    serve.add_argument("--port", type=_port, default=8765, help="HTTP port (default: 8765; 0: any free port)")
     serve.add_argument(
         "--auth-token",
         help="bearer token required over HTTP (or TTS_MCP_AUTH_TOKEN); mandatory on a non-loopback --host",
@@ -189,6 +189,17 @@ def _cmd_voices(args: argparse.Namespace) -> int:
         voices = ", ".join(m.voices) if m.voices else "custom voice ids only (cloned or designed for this model)"
         print(f"{m.id} [{m.family.value}]{flags}\n  {voices}")
     return EXIT_OK
+
+
+def _port(value: str) -> int:
+    """An argparse type: a TCP port, 0 for any free one."""
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 0-65535, not {port}")
+    return port
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:

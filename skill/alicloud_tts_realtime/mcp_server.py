@@ -301,10 +301,11 @@ class _SpeakArgs:
 
 @dataclasses.dataclass
 class _Queueing:
-    """Where one call stands in the queue for a synthesis slot, for the deadline's message."""
+    """Where one call stands (in the queue for a slot, audio or not yet), for the deadline's message."""
 
     waiting: bool = False
     waited: float = 0.0
+    got_audio: bool = False
 
 
 class _Speaker:
@@ -338,6 +339,11 @@ class _Speaker:
                 sentence = (
                     f"The server was busy: your call waited {queued.waited:.1f} s for a free slot and then did not "
                     f"finish within the {deadline:g} s limit; try again shortly."
+                )
+            elif not queued.got_audio:
+                sentence = (
+                    f"The speech service sent no audio within the server's {deadline:g} s limit; "
+                    "try again shortly (the probe checks the connection)."
                 )
             else:
                 sentence = f"Synthesis did not finish within the server's {deadline:g} s limit; try shorter text."
@@ -394,6 +400,11 @@ class _Speaker:
             args.output,
         )
         progress = _Progress(ctx, stream_chunks=args.stream_chunks)
+
+        async def on_chunk(chunk: AudioChunk) -> None:
+            queued.got_audio = True
+            await progress.on_chunk(chunk)
+
         with anyio.fail_after(options.deadline_seconds):
             async with engine:
                 waited = time.perf_counter()
@@ -409,7 +420,7 @@ class _Speaker:
                         output=args.output,
                         path=path,
                         audio_dir=audio_dir,
-                        on_chunk=progress.on_chunk,
+                        on_chunk=on_chunk,
                         retry=options.retry,
                     )
         playback: str | None = None
@@ -528,7 +539,7 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
     speak_annotations = ToolAnnotations(
         title="Speak text (Qwen TTS Realtime)",
         read_only_hint=False,
-        destructive_hint=False,
+        destructive_hint=True,  # a given filename replaces an existing file of that name
         idempotent_hint=False,
         open_world_hint=True,
     )

@@ -54,7 +54,10 @@ class SpeechRequest(BaseModel):
     )
     sample_rate: int = Field(
         default=catalog.DEFAULT_SAMPLE_RATE,
-        description="Output sample rate in Hz: 8000, 16000, 24000 (default) or 48000.",
+        description=(
+            "Output sample rate in Hz: 8000, 16000, 24000 (default) or 48000; "
+            "the legacy qwen-tts-realtime models and the http engine give 24000 only."
+        ),
     )
     model: str | None = Field(
         default=None,
@@ -90,7 +93,20 @@ class SpeechRequest(BaseModel):
             InvalidRequestError: A field does not fit the model; the message says what would.
         """
         info = catalog.resolve_model(self.model, self.instruction)
-        voice = catalog.check_voice(info, self.voice)
+        try:
+            voice = catalog.check_voice(info, self.voice)
+        except InvalidRequestError:
+            if self.model is not None or not self.instruction:
+                raise
+            flash = catalog.MODELS[catalog.DEFAULT_MODEL]
+            if self.voice.strip().lower() not in {v.lower() for v in flash.voices}:
+                raise
+            raise InvalidRequestError(
+                f"Voice {self.voice.strip()!r} belongs to {flash.id!r}, which takes no instruction, and the "
+                f"instruction selected {info.id!r}: drop the instruction, or pick one of its voices "
+                f"({', '.join(info.voices[:6])}, …).",
+                field="voice",
+            ) from None
         if self.sample_rate not in info.sample_rates:
             rates = ", ".join(map(str, info.sample_rates))
             raise InvalidRequestError(

@@ -27,6 +27,8 @@ __all__ = [
 ]
 
 DIST_NAME = "alicloud-ai-audio-tts-realtime"
+# The longest file or folder name that file systems take (ext4, APFS, NTFS: 255 bytes or units).
+MAX_NAME_BYTES = 255
 
 
 def new_audio_name(prefix: str = "tts", suffix: str = ".wav") -> str:
@@ -42,23 +44,33 @@ def confined_path(directory: Path, filename: str) -> Path:
     ``relative_to()`` proves the result is still below the directory.
 
     Raises:
-        InvalidRequestError: The name is absolute, empty, or resolves outside ``directory``.
+        InvalidRequestError: The name is absolute, empty, has control characters or over-long
+            parts, or resolves outside ``directory``.
     """
     if not filename or not filename.strip():
         raise InvalidRequestError("filename must not be empty.", field="filename")
+    if any(ord(char) < 32 or ord(char) == 127 for char in filename):
+        raise InvalidRequestError(f"filename {filename!r} must not contain control characters.", field="filename")
     candidate = Path(filename)
     if candidate.is_absolute() or ".." in candidate.parts:
         raise InvalidRequestError(
             f"filename {filename!r} must be a plain name inside the output directory (no absolute path, no '..').",
             field="filename",
         )
+    if candidate.name in ("", "."):
+        raise InvalidRequestError(f"filename {filename!r} must end in a file name, e.g. 'greeting'.", field="filename")
     if candidate.suffix.lower() != ".wav":
         candidate = candidate.with_name(candidate.name + ".wav")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in candidate.parts):
+        raise InvalidRequestError(
+            f"filename has a part longer than {MAX_NAME_BYTES} bytes (with '.wav'); use a shorter name.",
+            field="filename",
+        )
     base = directory.resolve()
-    target = (base / candidate).resolve()
     try:
+        target = (base / candidate).resolve()
         target.relative_to(base)
-    except ValueError:
+    except (ValueError, OSError):  # outside the directory, or a symlink loop
         raise InvalidRequestError(
             f"filename {filename!r} resolves outside the output directory.", field="filename"
         ) from None
@@ -74,7 +86,7 @@ def atomic_write(path: Path, data: bytes) -> Path:
     """
     path = path.absolute()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    tmp = path.with_name(f".tts-{secrets.token_hex(6)}.part")  # short: any valid name has room
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -91,7 +103,8 @@ def atomic_write(path: Path, data: bytes) -> Path:
 def prepare_target(path: Path) -> Path:
     """Check, before any paid call, that an audio file can be written at ``path``; return it absolute.
 
-    The parent directory is created if missing and tried with a real file.
+    Nothing is created: the nearest existing folder on the way is tried with a real (anonymous)
+    file, so a failed synthesis leaves no empty folders behind; :func:`atomic_write` creates them.
 
     Raises:
         InvalidRequestError: ``path`` is an existing directory.
@@ -102,7 +115,7 @@ def prepare_target(path: Path) -> Path:
         raise InvalidRequestError(
             f"{path} is a directory; give a file path such as {path / 'speech.wav'}.", field="output"
         )
-    reason = unwritable_reason(path.parent)
+    reason = unwritable_reason(path.parent, create=False)
     if reason is not None:
         raise ConfigurationError(
             f"Cannot write audio to {path.parent}: {reason}. "
@@ -129,14 +142,26 @@ def user_data_dir(environ: Mapping[str, str] | None = None, home: Path | None = 
     return base / DIST_NAME
 
 
-def unwritable_reason(directory: Path) -> str | None:
-    """Why files cannot be created in ``directory`` (created if missing), or ``None`` when they can."""
+def unwritable_reason(directory: Path, *, create: bool = True) -> str | None:
+    """Why files cannot be created in ``directory``, or ``None`` when they can.
+
+    Args:
+        directory: The folder to try.
+        create: Create it if missing; otherwise try its nearest existing ancestor, in which the
+            missing folders would be created (same permission).
+    """
     # Try for real: os.access() says yes to root on read-only mounts and knows nothing of quotas.
-    if directory.exists() and not directory.is_dir():
-        return "it is a file, not a directory"
+    directory = directory.absolute()
+    existing = directory
+    if not create:
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        return "it is a file, not a directory" if existing == directory else f"{existing} is a file, not a directory"
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
+        if create:
+            directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
         return exc.strerror or type(exc).__name__

@@ -79,26 +79,95 @@ class Settings:
         return "Bearer " + self.api_key.get_secret_value()
 
 
-def _key_from_credentials(path: Path, profile: str) -> str | None:
+KEY_OPTIONS = ("dashscope_api_key", "DASHSCOPE_API_KEY")
+"""Option names holding the DashScope key in a credentials section, in order of precedence."""
+
+
+def _read_credentials(path: Path) -> configparser.ConfigParser | None:
+    """Parse the credentials file, or return None when there is none.
+
+    The file is the Alibaba Cloud credentials INI, shared with AccessKey profiles, so it is read
+    leniently: a UTF-8 BOM is skipped, a repeated section is merged and a repeated option keeps its
+    last value (``strict=False``), option names keep their case (so ``dashscope_api_key`` and
+    ``DASHSCOPE_API_KEY`` are distinct), and ``[DEFAULT]`` is an ordinary section that does not leak
+    into the others.
+
+    Raises:
+        ConfigurationError: The file cannot be read, is not UTF-8 or is not INI. The message names
+            the file, the line and the section when known, never a line's text (it may hold a secret).
+    """
     if not path.is_file():
         return None
-    parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(path, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError) as exc:
-        # configparser messages quote the offending line, which may hold a secret: name only the type.
-        raise ConfigurationError(
-            f"Cannot parse credentials file {path} ({type(exc).__name__}); it must be an INI file with "
-            f"[{profile}] and dashscope_api_key=…"
-        ) from None
+        data = path.read_bytes()
     except OSError as exc:
         raise ConfigurationError(f"Cannot read credentials file {path}: {exc.strerror}.") from None
-    if not parser.has_section(profile):
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigurationError(f"Cannot read credentials file {path}: line {line} is not UTF-8.") from None
+    parser = configparser.ConfigParser(interpolation=None, strict=False, default_section="\0no-defaults\0")
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    try:
+        parser.read_string(text, source=str(path))
+    except configparser.Error as exc:
+        # configparser messages quote the offending line, which may hold a secret: build our own.
+        raise ConfigurationError(_parse_error_message(path, text, exc)) from None
+    return parser
+
+
+def _parse_error_message(path: Path, text: str, exc: configparser.Error) -> str:
+    """Describe a parse error by file, line, section and option, without any line's text."""
+    lineno: int | None = getattr(exc, "lineno", None)
+    if lineno is None and isinstance(exc, configparser.ParsingError) and exc.errors:
+        lineno = exc.errors[0][0]
+    where = f" at line {lineno}" if lineno else ""
+    section: str | None = getattr(exc, "section", None)
+    if section is None and lineno:
+        headers = (configparser.ConfigParser.SECTCRE.match(line) for line in text.splitlines()[: lineno - 1])
+        section = next((m.group("header") for m in reversed(list(headers)) if m), None)
+    if section is not None:
+        where += f" in section [{section}]"
+    option: str | None = getattr(exc, "option", None)
+    if option is not None:
+        where += f", option {option}"
+    return (
+        f"Cannot parse credentials file {path}{where} ({type(exc).__name__}); it must be an INI file "
+        f"with [profile] section headers and name = value lines, e.g. dashscope_api_key = …"
+    )
+
+
+def _key_from_credentials(path: Path, profile: str, selected_by: str | None) -> str | None:
+    """The DashScope key in section ``profile`` of the credentials file, or None.
+
+    ``dashscope_api_key`` is used if set and non-blank, else ``DASHSCOPE_API_KEY``; other options
+    (AccessKey profiles) are ignored. A missing file, or a missing ``default`` section, means no key.
+
+    Args:
+        path: The credentials file.
+        profile: The section to read.
+        selected_by: The environment variable that named ``profile``, or None for ``default``.
+
+    Raises:
+        ConfigurationError: The file is malformed, or ``selected_by`` names a section the file lacks.
+    """
+    parser = _read_credentials(path)
+    if parser is None:
         return None
+    if not parser.has_section(profile):
+        if selected_by is None:
+            return None
+        sections = ", ".join(parser.sections()) or "(none)"
+        raise ConfigurationError(
+            f"Profile {profile!r} (from {selected_by}) is not in {path}; its sections are: {sections}."
+        )
     section = parser[profile]
-    # configparser lower-cases option names, so DASHSCOPE_API_KEY is found as dashscope_api_key too.
-    value = section.get("dashscope_api_key", "").strip()
-    return value or None
+    for option in KEY_OPTIONS:
+        value = section.get(option, "").strip()
+        if value:
+            return value
+    return None
 
 
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
@@ -113,21 +182,36 @@ def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     return value.rstrip("/")
 
 
+def _output_dir(value: str, home: Path) -> Path:
+    """``OUTPUT_DIR`` as a path, with a leading ``~`` expanded (MCP client configs pass it verbatim).
+
+    ``~`` and ``~/…`` resolve against ``home``; ``~user/…`` against that user's home directory.
+    """
+    if value == "~" or value.startswith(("~/", "~" + os.sep)):
+        return home / value[2:]
+    return Path(value).expanduser()
+
+
 def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
     """Read settings from the environment and the Alibaba Cloud credentials file.
 
-    Key: ``DASHSCOPE_API_KEY``; else ``dashscope_api_key`` in ``~/.alibabacloud/credentials``, in the
-    section named by ``ALIBABA_CLOUD_PROFILE``, else ``ALICLOUD_PROFILE``, else ``default``.
-    Region: ``DASHSCOPE_REGION`` (``cn-beijing`` default, or ``ap-southeast-1``). Endpoints:
+    Key: ``DASHSCOPE_API_KEY``; else ``dashscope_api_key`` (or, if that is absent or blank,
+    ``DASHSCOPE_API_KEY``; option names are case-sensitive) in ``~/.alibabacloud/credentials``, in the
+    section named by ``ALIBABA_CLOUD_PROFILE``, else ``ALICLOUD_PROFILE``, else ``default``. The file
+    is only read when the environment has no key. Other sections and options are ignored; a repeated
+    option keeps its last value. A profile named by either variable must exist in the file (when
+    the file exists); a missing ``default`` section just means no key. Region: ``DASHSCOPE_REGION`` (``cn-beijing`` default, or ``ap-southeast-1``). Endpoints:
     ``DASHSCOPE_REALTIME_URL`` replaces the realtime endpoint, ``DASHSCOPE_HTTP_BASE_URL`` the HTTP
-    base. ``DASHSCOPE_WORKSPACE`` sets the workspace, ``OUTPUT_DIR`` the output directory.
+    base. ``DASHSCOPE_WORKSPACE`` sets the workspace, ``OUTPUT_DIR`` the output directory (a leading ``~``
+    is expanded, ``~`` itself against ``home``).
 
     Args:
         environ: Environment to read; defaults to ``os.environ``.
         home: Home directory; defaults to ``Path.home()``.
 
     Raises:
-        ConfigurationError: A malformed credentials file, unknown region or bad URL.
+        ConfigurationError: A malformed credentials file, a selected profile the file lacks, an
+            unknown region or a bad URL.
     """
     env = os.environ if environ is None else environ
     home = Path.home() if home is None else home
@@ -135,9 +219,13 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
     key = env.get("DASHSCOPE_API_KEY", "").strip() or None
     source = "env DASHSCOPE_API_KEY" if key else None
     if key is None:
-        profile = env.get("ALIBABA_CLOUD_PROFILE") or env.get("ALICLOUD_PROFILE") or "default"
+        profile, selected_by = "default", None
+        for variable in ("ALIBABA_CLOUD_PROFILE", "ALICLOUD_PROFILE"):
+            if env.get(variable, "").strip():
+                profile, selected_by = env[variable].strip(), variable
+                break
         path = home / ".alibabacloud" / "credentials"
-        key = _key_from_credentials(path, profile)
+        key = _key_from_credentials(path, profile, selected_by)
         source = f"{path} [{profile}]" if key else None
 
     region = env.get("DASHSCOPE_REGION", "").strip() or "cn-beijing"
@@ -159,5 +247,5 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
         workspace=env.get("DASHSCOPE_WORKSPACE", "").strip() or None,
         realtime_url=realtime_url,
         http_base_url=http_url,
-        output_dir=Path(env.get("OUTPUT_DIR", "").strip() or "output"),
+        output_dir=_output_dir(env.get("OUTPUT_DIR", "").strip() or "output", home),
     )

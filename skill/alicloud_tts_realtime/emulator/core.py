@@ -269,6 +269,8 @@ class EmulatorSession:
             raise _Invalid("voice", "voice is required.")
         if not info.takes_custom_voices and voice not in info.voices:
             raise _Invalid("voice", f"Voice {voice!r} is not supported by model {info.id!r}.")
+        if info.takes_custom_voices and catalog.is_system_voice(voice):  # only voices enrolled for it (§4.1)
+            raise _Invalid("voice", f"Voice {voice!r} is not supported by model {info.id!r}.")
         fmt = update.response_format or current.response_format
         if fmt not in info.formats:
             raise _Invalid(

@@ -82,6 +82,9 @@ _DENIALS: dict[int, tuple[str, str]] = {
     503: ("ServiceUnavailable", "The service is unavailable, please try again later."),
     504: ("GatewayTimeout", "The gateway timed out, please try again later."),
 }
+# An upgrade on a path other than REALTIME_PATH. DashScope's status-code table lists InvalidURL under
+# 400; what the real gateway answers on an unknown WebSocket path is unconfirmed, and 404 says it best.
+_UNKNOWN_PATH = (404, "InvalidURL", "Invalid URL provided in your request.")
 
 
 @dataclass
@@ -258,12 +261,21 @@ def denial_response(status: int, code: str | None = None, message: str | None = 
 
 
 def build_app(state: EmulatorState, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The ASGI app: the realtime WebSocket route plus ``extra_routes`` (e.g. the HTTP API)."""
+    """The ASGI app: the realtime WebSocket route plus ``extra_routes`` (e.g. the HTTP API).
+
+    An upgrade on any other path is refused with HTTP 404 and a DashScope body, where Starlette
+    would answer an empty 403 that a client could only take for a refused key.
+    """
 
     async def realtime(websocket: WebSocket) -> None:
         await _serve_realtime(websocket, state)
 
-    app = Starlette(routes=[WebSocketRoute(REALTIME_PATH, realtime), *extra_routes])
+    async def unknown_path(websocket: WebSocket) -> None:
+        logger.info("Emulator refused an upgrade on unknown path %r", websocket.url.path)
+        await websocket.send_denial_response(denial_response(*_UNKNOWN_PATH))
+
+    routes = [WebSocketRoute(REALTIME_PATH, realtime), *extra_routes, WebSocketRoute("/{path:path}", unknown_path)]
+    app = Starlette(routes=routes)
     app.state.emulator = state
     return app
 

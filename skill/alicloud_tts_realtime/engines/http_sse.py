@@ -205,7 +205,7 @@ def _error(status: int | None, body: Any, request_id: str | None) -> RemoteError
     where = f"HTTP {status}{said}" if status else (message or code or "error frame")
     if status in (401, 403) or code == "InvalidApiKey":
         return AuthenticationError(
-            f"The HTTP API refused the API key ({where}). Check DASHSCOPE_API_KEY, and that the key "
+            f"The HTTP API refused the API key ({where}); check DASHSCOPE_API_KEY, and that the key "
             "belongs to DASHSCOPE_REGION (Beijing and Singapore keys differ).",
             status=status, code=code, request_id=request_id,
         )  # fmt: skip

@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import platform
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -33,7 +34,7 @@ from ..errors import (
 )
 from ..models import AudioChunk, SpeechRequest
 from ..session import Utterance
-from ..settings import Settings
+from ..settings import REALTIME_PATH, Settings
 from .base import Capabilities, Engine, StreamItem
 
 __all__ = ["RealtimeEngine", "build_url", "map_websocket_errors"]
@@ -41,6 +42,7 @@ __all__ = ["RealtimeEngine", "build_url", "map_websocket_errors"]
 logger = logging.getLogger(__name__)
 
 THROTTLE_CLOSE_CODE = 1011  # §3.8: "To many requests. Your requests are being throttled..."
+_CHECK_URL = f"DASHSCOPE_REALTIME_URL: its path should end in {REALTIME_PATH}"
 
 
 def build_url(base: str, model: str) -> str:
@@ -59,15 +61,58 @@ def _body_fields(body: bytes | bytearray | None) -> tuple[str | None, str | None
     return data.get("code"), data.get("message"), data.get("request_id")
 
 
-def _status_error(status: int, body: bytes | bytearray | None, request_id: str | None) -> RemoteError:
+def _host(url: str | None) -> str:
+    """``host:port`` of a URL, the port defaulted by scheme; never the user info, path or query."""
+    parts = urlsplit(url or "")
+    host = parts.hostname or "?"
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    port = port or (443 if parts.scheme in ("wss", "https") else 80)
+    return f"{host}:{port}"
+
+
+def _upgrade_on(url: str | None) -> str:
+    """The start of a sentence naming host, port and path of ``url``, never its query."""
+    if not url:
+        return "The server answered the WebSocket upgrade"
+    return f"The server at {_host(url)} answered the WebSocket upgrade on path {urlsplit(url).path or '/'}"
+
+
+def _status_error(
+    status: int, body: bytes | bytearray | None, request_id: str | None, *, url: str | None = None
+) -> RemoteError:
+    """The error for a refused WebSocket upgrade.
+
+    Args:
+        status: The HTTP status of the refusal.
+        body: The response body; DashScope sends ``{code, message, request_id}`` (§5).
+        request_id: The ``x-request-id`` header, when the body has none.
+        url: The URL that was asked for, named in messages as host, port and path only.
+    """
     code, message, body_request_id = _body_fields(body)
     request_id = body_request_id or request_id
     said = f": {message.rstrip('. ')}" if message else ""
-    if status in (401, 403):
+    if status in (401, 403) and (code or message):
         return AuthenticationError(
-            f"The service refused the API key (HTTP {status}{said}). Check "
+            f"The service refused the API key (HTTP {status}{said}); check "
             "DASHSCOPE_API_KEY, and that the key belongs to DASHSCOPE_REGION (Beijing and Singapore keys differ).",
             status=status, code=code, request_id=request_id,
+        )  # fmt: skip
+    if status in (401, 403):
+        # No DashScope body: a proxy, or a server that is not the realtime endpoint, may refuse like this too.
+        return AuthenticationError(
+            f"{_upgrade_on(url)} with HTTP {status} and no DashScope error body, so the key may be wrong or "
+            f"this may not be the realtime endpoint; check DASHSCOPE_API_KEY and DASHSCOPE_REGION, and {_CHECK_URL}.",
+            status=status, code=code, request_id=request_id,
+        )  # fmt: skip
+    if status == 404:
+        return ServiceError(
+            f"{_upgrade_on(url)} with HTTP 404{said}; check {_CHECK_URL}.",
+            status=status, code=code, request_id=request_id, retryable=False,
         )  # fmt: skip
     if status == 429:
         return RateLimitError(
@@ -80,14 +125,30 @@ def _status_error(status: int, body: bytes | bytearray | None, request_id: str |
     )  # fmt: skip
 
 
+def _cause(exc: BaseException) -> str:
+    """A short text for a network failure: the OS's words, one line, without the exception's arguments."""
+    if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
+        text = f"certificate verify failed: {exc.verify_message}"
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+    else:
+        text = str(exc)
+    text = " ".join(text.split())
+    if len(text) > 160:
+        text = text[:159] + "…"
+    name = type(exc).__name__
+    return f"{text} ({name})" if text else name
+
+
 @contextlib.contextmanager
-def map_websocket_errors(*, got_audio: Callable[[], bool] = lambda: False) -> Iterator[None]:
+def map_websocket_errors(*, url: str | None = None, got_audio: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """Translate websockets and socket exceptions into this package's errors, once, here.
 
     Causes are dropped (``from None``) where the library's exception holds the request, whose
     headers carry the API key.
 
     Args:
+        url: The URL being connected to; messages name its host, port and path, never its query.
         got_audio: Tells whether audio was already received, which turns a close into a
             mid-stream drop rather than a refusal.
     """
@@ -99,7 +160,8 @@ def map_websocket_errors(*, got_audio: Callable[[], bool] = lambda: False) -> It
         raise  # already ours; ResponseTimeoutError is also a TimeoutError, hence an OSError
     except InvalidStatus as exc:
         response = exc.response
-        raise _status_error(response.status_code, response.body, response.headers.get("x-request-id")) from None
+        request_id = response.headers.get("x-request-id")
+        raise _status_error(response.status_code, response.body, request_id, url=url) from None
     except InvalidURI:
         raise ConfigurationError("The realtime URL is not a valid ws:// or wss:// URL.") from None
     except ConnectionClosed as exc:
@@ -117,8 +179,15 @@ def map_websocket_errors(*, got_audio: Callable[[], bool] = lambda: False) -> It
             f"The service closed the session before any audio (close {code}{' ' + reason if reason else ''}). "
             "This is how it answers an unknown or unavailable model: check the model name and region."
         ) from None
+    except ssl.SSLCertVerificationError as exc:
+        # Not transient: the same certificate fails the same way on every attempt.
+        raise ConnectionFailedError(
+            f"Cannot reach the realtime service at {_host(url)}: {_cause(exc)}; "
+            "check the host in DASHSCOPE_REALTIME_URL, and the system's CA certificates (SSL_CERT_FILE).",
+            retryable=False,
+        ) from None
     except (OSError, asyncio.IncompleteReadError, WebSocketException) as exc:
-        raise ConnectionFailedError(f"Cannot reach the realtime service ({type(exc).__name__}).") from None
+        raise ConnectionFailedError(f"Cannot reach the realtime service at {_host(url)}: {_cause(exc)}.") from None
 
 
 class _RedactingLogger(logging.LoggerAdapter):  # type: ignore[type-arg]
@@ -184,7 +253,7 @@ class RealtimeEngine(Engine):
         url = build_url(settings.realtime_url, request.model)
         utterance = Utterance(self.session_config(request), request.text)
 
-        with map_websocket_errors():
+        with map_websocket_errors(url=url):
             try:
                 ws = await connect(
                     url,
@@ -201,7 +270,7 @@ class RealtimeEngine(Engine):
             "realtime session open: model=%s voice=%s rate=%s", request.model, request.voice, request.sample_rate
         )
         try:
-            with map_websocket_errors(got_audio=lambda: utterance.got_audio):
+            with map_websocket_errors(url=url, got_audio=lambda: utterance.got_audio):
                 while not utterance.finished:
                     try:
                         # wait_for rather than asyncio.timeout: Python 3.10 is supported, and

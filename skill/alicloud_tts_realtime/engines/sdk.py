@@ -221,7 +221,7 @@ def _shutdown(client: Any, sock: Any) -> None:
             sock.shutdown()  # websocket-client's "close the socket now"; idempotent
 
 
-def map_sdk_error(exc: BaseException, *, got_audio: bool = False) -> RemoteError:
+def map_sdk_error(exc: BaseException, *, got_audio: bool = False, url: str | None = None) -> RemoteError:
     """Translate an exception raised or reported by the SDK (or websocket-client) into ours.
 
     Messages name only the exception type: the SDK's and websocket-client's texts may quote the
@@ -231,7 +231,7 @@ def map_sdk_error(exc: BaseException, *, got_audio: bool = False) -> RemoteError
 
     if isinstance(exc, websocket.WebSocketBadStatusException):
         headers = exc.resp_headers or {}
-        return _status_error(exc.status_code, exc.resp_body, headers.get("x-request-id"))
+        return _status_error(exc.status_code, exc.resp_body, headers.get("x-request-id"), url=url)
     if isinstance(exc, TimeoutError):
         return ConnectionFailedError(
             "The official SDK could not open the WebSocket within its fixed 5 s; it does not say why "
@@ -330,7 +330,7 @@ class SdkEngine(Engine):
                 try:
                     await asyncio.to_thread(_sdk_call(client, event))
                 except Exception as exc:  # the SDK raises ConnectionError, websocket errors …
-                    raise map_sdk_error(exc, got_audio=utterance.got_audio) from None
+                    raise map_sdk_error(exc, got_audio=utterance.got_audio, url=self._settings.realtime_url) from None
 
         threading.Thread(target=_connect, args=(client, bridge), name="dashscope-sdk-connect", daemon=True).start()
         logger.info("sdk session open: model=%s voice=%s rate=%s", request.model, request.voice, request.sample_rate)
@@ -361,7 +361,7 @@ class SdkEngine(Engine):
                 elif kind == "close":
                     raise _close_error(args[0], args[1], utterance.got_audio)
                 else:  # "error" from on_error, "connect_failed" from the connect thread
-                    raise map_sdk_error(args[0], got_audio=utterance.got_audio)
+                    raise map_sdk_error(args[0], got_audio=utterance.got_audio, url=self._settings.realtime_url)
         finally:
             bridge.closed.set()
             with anyio.CancelScope(shield=True):  # a cancelled caller still closes the socket and joins
