@@ -159,6 +159,13 @@ def test_end_to_end_through_the_emulator(emulator_process: tuple[str, dict[str, 
     assert time.perf_counter() - started < 10  # includes interpreter start-up; the refusal itself takes ms
 
 
+def test_the_sdk_engine_speaks_without_library_noise(emulator_process: tuple[str, dict[str, str]]) -> None:
+    done = cli("speak", "Through the official SDK.", "--engine", "sdk", env=emulator_process[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["engine: sdk: requested"]  # not websocket-client's close log
+    assert read_wav(Path(done.stdout.strip()))[1] == 24000
+
+
 def test_the_emulators_fault_options_reach_the_client(tmp_path: Path) -> None:
     with running_emulator(tmp_path, "--reject-status", "503") as (_, env):
         refused = cli("speak", "Refused.", env=env)

@@ -186,6 +186,14 @@ async def test_invalid_session_update_is_an_error_and_keeps_the_connection(
         assert reply.type == "session.updated"
 
 
+async def test_voice_clone_models_take_enrolled_voices_only(emulator: Emulator) -> None:
+    async with session(emulator, model="qwen3-tts-vc-realtime-2026-01-15") as client:
+        reply, _ = await client.update(voice="Cherry")
+        assert isinstance(reply, p.ErrorEvent) and reply.error.param == "session.voice"
+        reply, _ = await client.update(voice="qwen-tts-vc-my-voice-001")
+        assert reply.type == "session.updated"
+
+
 async def test_instructions_are_accepted_on_instruct_models(emulator: Emulator) -> None:
     async with session(emulator, model="qwen3-tts-instruct-flash-realtime") as client:
         reply, _ = await client.update(voice="Cherry", instructions="calm", optimize_instructions=True)

@@ -82,6 +82,34 @@ async def test_full_session_in_commit_mode(emulator: Emulator) -> None:
     assert (record.closed_by, record.close_code) == ("client", 1000)
 
 
+@pytest.mark.parametrize(
+    "emulator_config",
+    [
+        EmulatorConfig(audio="signal", server_commit_min_chars=12, emit_committed_on_auto=False),
+        EmulatorConfig(audio="signal", server_commit_min_chars=12, emit_committed_on_auto=True),
+    ],
+    ids=["silent-auto-commit", "committed-on-auto"],
+)
+async def test_full_session_in_server_commit_mode(emulator: Emulator) -> None:
+    text = "First sentence here. Second one follows. And a tail without an end"
+    request = build_request(text=text, voice="Ethan", sample_rate=24000)
+    engine = RealtimeEngine(settings_for(emulator), mode="server_commit")
+    response = await synthesize(request, engine, output="chunks")
+
+    (record,) = emulator.sessions
+    assert [e.type for e in record.events] == ["session.update", "input_text_buffer.append", "session.finish"]
+    update = record.events[0]
+    assert isinstance(update, p.SessionUpdate) and update.session.mode == "server_commit"
+    # The service segments the text itself (several commits when it says so) and closes the open
+    # response at session.finish (§3.6).
+    assert record.sent.count("input_text_buffer.committed") >= (2 if emulator.config.emit_committed_on_auto else 0)
+    assert record.sent.index("response.done") < record.sent.index("session.finished")
+    assert record.sent[-1] == "session.finished"
+    assert response.finish_reason == "stop" and response.characters == len(text)  # summed over the responses
+    pcm = b"".join(decode_chunk(c) for c in response.audio_base64_pcm_chunks)
+    assert len(pcm) / 2 / 24000 * 1000 == pytest.approx(response.duration_ms, abs=1) and response.duration_ms > 2000
+
+
 async def test_instruction_selects_the_instruct_model_and_is_sent(emulator: Emulator) -> None:
     request = build_request(text="Good morning.", voice="Serena", instruction="cheerful, a little fast")
     response = await synthesize(request, RealtimeEngine(settings_for(emulator)))

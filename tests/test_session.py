@@ -163,3 +163,30 @@ def test_utterance_without_audio_is_an_error() -> None:
     shot.receive(p.SessionFinished())
     with pytest.raises(NoAudioError):
         shot.outcome("m")
+
+
+def test_server_commit_lets_the_service_start_responses_and_sums_their_characters() -> None:
+    from alicloud_tts_realtime.session import Utterance
+
+    config = CONFIG.model_copy(update={"mode": "server_commit"})
+    shot = Utterance(config, "Two segments. Here.")
+    shot.receive(created())
+    sends, _ = shot.receive(updated(mode="server_commit"))
+    assert [type(e) for e in sends] == [p.InputTextBufferAppend, p.SessionFinish]  # the SDK sample's order
+    heard: list[bytes] = []
+    for _ in range(2):  # two responses of the service's own segmentation, no commit from us
+        for event in response_events(b"\x01\x00"):
+            more, audio = shot.receive(event)
+            assert more == []
+            heard += audio
+    shot.receive(p.SessionFinished())
+    assert heard == [b"\x01\x00", b"\x01\x00"]
+    assert shot.outcome("qwen3-tts-flash-realtime").characters == 10  # 5 + 5
+
+
+def test_commit_mode_refuses_a_response_nobody_asked_for() -> None:
+    core = ClientSession(CONFIG)
+    core.receive(created())
+    core.receive(updated())
+    with pytest.raises(ProtocolViolationError, match=r"response\.created"):
+        core.receive(p.ResponseCreated(response=p.ResponseInfo(id="resp_9")))

@@ -21,3 +21,8 @@ def configure_logging(verbosity: int = 0) -> None:
         stream=sys.stderr, level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger(LOGGER_NAME).setLevel(level)
+    if verbosity < 2:
+        # websocket-client, under the official SDK, logs a normal close ("Connection closed normally
+        # (code 1000) - goodbye") and refused handshakes (with their headers) at ERROR; our errors
+        # already say what failed, so it speaks only with -vv.
+        logging.getLogger("websocket").setLevel(logging.CRITICAL)

@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     if verbose < 2:
         # websocket-client, under the SDK, logs a refused handshake at ERROR with the response
         # headers; the report already says it, and stderr is for the one-line summary.
-        logging.getLogger("websocket").setLevel(logging.CRITICAL)
+        logging.getLogger("websocket").setLevel(logging.CRITICAL)  # also done by configure_logging
     if verbose < 1:
         # The fallback's retry is logged as a warning; the report has the outcome.
         logging.getLogger(f"{__package__}.service").setLevel(logging.ERROR)

@@ -8,7 +8,9 @@ outcomes it produces. Requests for speech and the end of the session go through
 send. The legal order lives in one table, :data:`ALLOWED`; anything else is a protocol violation.
 
 A session can carry several utterances (``commit`` mode: one response per commit, §3.6), which is
-what a warm pool of pre-opened sessions will reuse.
+what a warm pool of pre-opened sessions will reuse. In ``server_commit`` mode the service segments
+the appended text itself and may start responses while the client is idle or finishing; that is
+the mode for text that arrives in pieces (an LLM's tokens).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ ALLOWED: dict[SessionState, frozenset[str]] = {
     SessionState.FINISHED: frozenset(),
     SessionState.FAILED: frozenset(),
 }
+# server_commit: the service starts responses on its own, so an idle session may receive them too.
+_SERVER_COMMIT_READY = ALLOWED[SessionState.READY] | _RESPONSE_EVENTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +160,10 @@ class ClientSession:
                 param=err.param,
                 event_id=err.event_id,
             )
-        if event.type not in ALLOWED[self.state]:
+        allowed = ALLOWED[self.state]
+        if self.state is SessionState.READY and self.server_commit:
+            allowed = _SERVER_COMMIT_READY
+        if event.type not in allowed:
             state, self.state = self.state, SessionState.FAILED
             raise ProtocolViolationError(f"Unexpected {event.type!r} while the session is {state.value}.")
         return self._handle(event)
@@ -196,14 +203,24 @@ class ClientSession:
             return (Finished(),)
         return ()  # committed, cleared and the structural response.* events carry nothing to surface
 
+    @property
+    def server_commit(self) -> bool:
+        """Whether the service segments the text itself (``mode: server_commit``)."""
+        return self.config.mode == "server_commit"
+
     def speak(self, text: str) -> Sequence[Send]:
-        """Queue ``text`` as one response (``commit`` mode); return the events to send.
+        """Queue ``text``; return the events to send.
+
+        ``commit`` mode: append and commit, one response. ``server_commit`` mode: append only; the
+        service decides when to speak, and :meth:`finish` flushes the rest.
 
         Raises:
             InvalidStateError: The session is not ready (not yet configured, or finished).
         """
         if self.state not in (SessionState.READY, SessionState.RESPONDING):
             raise InvalidStateError(f"Cannot speak: the session is {self.state.value}.")
+        if self.server_commit:
+            return (Send(p.InputTextBufferAppend(text=text)),)
         self.state = SessionState.RESPONDING
         self._pending_commits += 1
         return (Send(p.InputTextBufferAppend(text=text)), Send(p.InputTextBufferCommit()))
@@ -234,6 +251,8 @@ class Utterance:
     Speaks ``text`` as soon as the configuration is accepted, finishes the session when the response
     completes, collects the audio, and turns the end of the session into an outcome. Both drivers of
     the protocol (the native client and the official-SDK bridge) use it, so they cannot drift.
+    In ``server_commit`` mode it appends the text and finishes at once, as the SDK's sample does;
+    the service's segments may make several responses, whose billed characters add up.
 
     Args:
         config: The ``session.update`` body.
@@ -245,7 +264,7 @@ class Utterance:
         self.text = text
         self.got_audio = False
         self._status: str | None = None
-        self._usage: p.Usage | None = None
+        self._characters: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -267,9 +286,15 @@ class Utterance:
                 audio.append(out.pcm)
             elif isinstance(out, Ready):
                 sends.extend(send.event for send in self.core.speak(self.text))
+                if self.core.server_commit:
+                    sends.extend(send.event for send in self.core.finish())
             elif isinstance(out, ResponseComplete):
-                self._status, self._usage = out.status, out.usage
-                sends.extend(send.event for send in self.core.finish())
+                if self._status in (None, "completed"):  # the first response that did not complete decides
+                    self._status = out.status
+                if out.usage is not None and out.usage.characters is not None:
+                    self._characters = (self._characters or 0) + out.usage.characters
+                if not self.core.server_commit:
+                    sends.extend(send.event for send in self.core.finish())
         return sends, audio
 
     def outcome(self, model: str) -> SynthesisOutcome:
@@ -295,6 +320,6 @@ class Utterance:
         return SynthesisOutcome(
             finish_reason=_FINISH_REASONS[status],
             model=self.core.model or model,
-            characters=self._usage.characters if self._usage else None,
+            characters=self._characters,
             session_id=self.core.session_id,
         )

@@ -16,7 +16,7 @@ import logging
 import platform
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 from .. import __version__
@@ -216,14 +216,23 @@ class RealtimeEngine(Engine):
         settings: Key, endpoint, workspace and timeouts.
         connect: Seam for tests and pools: a ``websockets.asyncio.client.connect``-compatible
             callable. Defaults to the real one.
+        mode: ``commit`` (default): the whole text is one response, a deterministic turn that a
+            reused session can repeat. ``server_commit``: the service segments the text (§3.6).
     """
 
     name = "realtime"
     capabilities = Capabilities(remote=True, streaming=True, instructions=True)
 
-    def __init__(self, settings: Settings, *, connect: Callable[..., Any] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        connect: Callable[..., Any] | None = None,
+        mode: Literal["commit", "server_commit"] = "commit",
+    ) -> None:
         self._settings = settings
         self._connect = connect
+        self._mode = mode
 
     def _headers(self) -> dict[str, str]:
         headers = {"Authorization": self._settings.bearer()}
@@ -232,11 +241,11 @@ class RealtimeEngine(Engine):
         return headers
 
     @staticmethod
-    def session_config(request: SpeechRequest) -> p.SessionConfig:
-        """The ``session.update`` body for a resolved request (commit mode, PCM)."""
+    def session_config(request: SpeechRequest, mode: Literal["commit", "server_commit"] = "commit") -> p.SessionConfig:
+        """The ``session.update`` body for a resolved request (PCM; ``commit`` mode by default)."""
         fields: dict[str, Any] = {
             "voice": request.voice,
-            "mode": "commit",  # one response per commit: deterministic turns, reusable sessions (§3.6)
+            "mode": mode,
             "response_format": "pcm",
             "sample_rate": request.sample_rate,
         }
@@ -251,7 +260,7 @@ class RealtimeEngine(Engine):
         settings = self._settings
         connect = self._connect or _default_connect()
         url = build_url(settings.realtime_url, request.model)
-        utterance = Utterance(self.session_config(request), request.text)
+        utterance = Utterance(self.session_config(request, self._mode), request.text)
 
         with map_websocket_errors(url=url):
             try:
