@@ -22,7 +22,10 @@ if importlib.util.find_spec("alicloud_tts_realtime") is None:
 try:
     from alicloud_tts_realtime import probe
 except ModuleNotFoundError as exc:  # a dependency of the package (pydantic, websockets …) is missing
-    hint = f"missing Python package {exc.name!r}; install the skill: pip install alicloud-ai-audio-tts-realtime"
+    hint = (
+        f"missing Python package {exc.name!r}; install the package with its dependencies: pip install -e . "
+        "in the skill's folder (or pip install alicloud-ai-audio-tts-realtime)"
+    )  # the same words as alicloud_tts_realtime.probe.missing_dependency, which could not be imported
     error = {"type": "EngineUnavailableError", "message": hint}
     print(json.dumps({"realtime_probe": {"ok": False, "stage": None, "error": error}}))
     print(f"error: {hint}", file=sys.stderr)

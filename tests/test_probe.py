@@ -121,6 +121,7 @@ async def test_fallback_speaks_when_the_realtime_endpoint_refuses(refusing: Emul
     assert fallback["chunk_count"] > 3 and fallback["request_id"]
     assert_speech_like(wav_pcm(out), 24000)
     assert len(result.stderr.splitlines()) == 1 and "fallback produced" in result.stderr
+    assert result.stderr.startswith("realtime probe failed at handshake (after credentials): The service refused")
 
 
 async def test_strict_fails_with_2_even_when_the_fallback_works(refusing: Emulator, tmp_path: Path) -> None:
@@ -170,6 +171,7 @@ async def test_a_missing_key_is_a_configuration_error_with_a_hint(tmp_path: Path
     assert probe["ok"] is False and probe["stage"] is None and probe["error"]["type"] == "ConfigurationError"
     assert "fallback" not in result.report  # nothing to try without a key
     assert result.stderr.count("\n") == 1 and "DASHSCOPE_API_KEY" in result.stderr
+    assert "alicloud-tts-realtime emulator" in result.stderr and "offline engine" not in result.stderr
 
 
 async def test_an_invalid_request_is_a_configuration_error(emulator: Emulator, tmp_path: Path) -> None:
@@ -204,6 +206,22 @@ async def test_runs_from_a_copy_of_the_skill_folder_without_the_package_installe
     )
     assert result.returncode == 0, result.stderr
     assert result.report["realtime_probe"]["ok"] is True
+
+
+async def test_a_missing_dependency_is_named_with_the_install_command(emulator: Emulator, tmp_path: Path) -> None:
+    # sys.modules[name] = None makes "import websockets…" fail, as in a Python without the dependencies.
+    code = (
+        "import runpy, sys; sys.modules['websockets'] = None; sys.argv = sys.argv[1:]; "
+        "runpy.run_path(sys.argv[0], run_name='__main__')"
+    )
+    command = [sys.executable, "-c", code, str(SCRIPT)]
+    result = await run(environment(tmp_path, emulator), "--text", TEXT, "--no-sdk-check", command=command)
+    assert result.returncode == 1
+    assert result.report["realtime_probe"]["error"]["type"] == "EngineUnavailableError"
+    assert result.stderr == (
+        "error: missing Python package 'websockets'; install the package with its dependencies: pip install -e . "
+        "in the skill's folder (or pip install alicloud-ai-audio-tts-realtime)\n"
+    )
 
 
 async def test_help_needs_no_key_and_no_sdk(tmp_path: Path) -> None:

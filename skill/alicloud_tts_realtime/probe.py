@@ -139,6 +139,10 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         report = {"realtime_probe": _failed(args.model, None, "Interrupted", "interrupted")}
         code, message = 130, "interrupted"
+    except ModuleNotFoundError as exc:
+        hint = missing_dependency(exc.name)
+        report = {"realtime_probe": _failed(args.model, None, "EngineUnavailableError", hint)}
+        code, message = EXIT_FAILED, f"error: {hint}"
     except Exception as exc:  # the probe's contract: a JSON report, never a traceback
         logger.debug("probe failed unexpectedly", exc_info=True)
         report = {"realtime_probe": _failed(args.model, None, "InternalError", f"{type(exc).__name__}: {exc}")}
@@ -147,6 +151,15 @@ def run(args: argparse.Namespace) -> int:
     if message:
         print(message, file=sys.stderr)
     return code
+
+
+def missing_dependency(name: str | None) -> str:
+    """The hint for a dependency missing from this Python (a copied skill folder, a bare python3)."""
+    top = (name or "?").split(".")[0]
+    return (
+        f"missing Python package {top!r}; install the package with its dependencies: pip install -e . "
+        "in the skill's folder (or pip install alicloud-ai-audio-tts-realtime)"
+    )
 
 
 def _failed(model: str, stage: str | None, kind: str, message: str) -> dict[str, Any]:
@@ -243,6 +256,13 @@ async def _attempt(engine: Any, request: Any, stages: _Stages, output: Path | No
             )
     except (TTSError, OSError) as exc:
         response, result["error"] = None, _error(exc)
+    except ModuleNotFoundError as exc:
+        response = None
+        result["error"] = {
+            "type": "EngineUnavailableError",
+            "message": missing_dependency(exc.name),
+            "retryable": False,
+        }
     except Exception as exc:  # a bug or an odd library error: this section fails, the report survives
         logger.debug("%s engine failed unexpectedly", getattr(engine, "name", "?"), exc_info=True)
         response = None
@@ -360,7 +380,12 @@ async def _probe(args: argparse.Namespace) -> tuple[dict[str, Any], int, str | N
             HttpEngine(settings, model=fallback_model).model_for(request)
         else:
             catalog.http_model_info(fallback_model)
-        settings.bearer()  # no key: a configuration error, reported before anything is sent
+        if settings.api_key is None:  # reported before anything is sent; the probe has no offline mode
+            raise errors.ConfigurationError(
+                "No DashScope API key: set DASHSCOPE_API_KEY, or dashscope_api_key in ~/.alibabacloud/credentials; "
+                "to try the probe without an account, run alicloud-tts-realtime emulator and set the three "
+                "variables it prints."
+            )
     except LocalError as exc:
         probe["error"] = _error(exc)
         if settings is not None:
@@ -377,7 +402,9 @@ async def _probe(args: argparse.Namespace) -> tuple[dict[str, Any], int, str | N
     probe["runtime"] = await _runtime(request, settings, skip=None if args.sdk_check else "--no-sdk-check")
     if probe["ok"]:
         return report, EXIT_OK, None
-    message = f"realtime probe failed at stage {probe['stage'] or 'start'}: {error['message']}"
+    reached = probe["stage"]
+    failed_at = STAGES[STAGES.index(reached) + 1] if reached in STAGES[:-1] else STAGES[0]
+    message = f"realtime probe failed at {failed_at} (after {reached or 'nothing'}): {error['message'].rstrip('.')}"
     fallback_ok = False
     if args.fallback:
         fallback = await _fallback(request, settings, fallback_model, args.output or settings.audio_dir / FALLBACK_FILE)
