@@ -203,6 +203,22 @@ def test_the_plugin_finds_the_skill_with_its_files() -> None:
         assert (folder / relative).exists(), relative
 
 
+def test_a_copy_of_the_plugin_skill_folder_alone_is_a_whole_project(tmp_path: Path) -> None:
+    # A catalog may copy skills/<name>/ alone, links dereferenced: SKILL.md's install command
+    # (pip install -e ".[offline]" in that folder) and the probe's skill/ import must still work.
+    (folder,) = (ROOT / "skills").iterdir()
+    copy = tmp_path / folder.name
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))  # follows links
+    assert not any(path.is_symlink() for path in copy.rglob("*"))
+    project = tomllib.loads((copy / "pyproject.toml").read_text(encoding="utf-8"))
+    assert project["project"]["name"] == project_name()
+    assert (copy / project["project"]["readme"]).is_file() and (copy / "LICENSE").is_file()
+    for where in project["tool"]["setuptools"]["packages"]["find"]["where"]:
+        assert (copy / where / "alicloud_tts_realtime" / "__init__.py").is_file()
+    assert (copy / "scripts" / "realtime_tts_demo.py").is_file()
+    assert 'pip install -e ".[offline]"' in (copy / "SKILL.md").read_text(encoding="utf-8")
+
+
 def server_command(entry: dict[str, object]) -> list[str]:
     """The command of an MCP server entry, made runnable here (no uvx on CI: run what it would run)."""
     command, args = str(entry["command"]), [str(a) for a in entry["args"]]  # type: ignore[attr-defined]

@@ -503,14 +503,14 @@ def test_user_data_dir_follows_xdg(tmp_path: Path) -> None:
 
 
 def fake_player(bin_dir: Path, log: Path) -> None:
-    """An ``aplay`` that records its arguments and the file it got, "plays" for 1.5 s, then says done."""
+    """An ``aplay`` that records its arguments and the file it got, "plays" for 2.5 s, then says done."""
     bin_dir.mkdir()
     script = bin_dir / "aplay"
     script.write_text(
         "#!/bin/sh\nPATH=/usr/bin:/bin\n"
         # One copy per call (named by PID), moved into place whole so the test never reads half a file.
         f'for a in "$@"; do last="$a"; done\ncp "$last" "{log}.$$.tmp" && mv "{log}.$$.tmp" "{log}.$$.wav"\n'
-        f'echo "$@" >> "{log}"\nsleep 1.5\necho done >> "{log}.done"\n'
+        f'echo "$@" >> "{log}"\nsleep 2.5\necho done >> "{log}.done"\n'
     )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
 
@@ -526,7 +526,7 @@ async def test_play_starts_a_player_without_waiting(tmp_path: Path, monkeypatch:
         chunks = await client.call_tool(
             "tts_realtime", {"text": "Hi.", "voice": "Cherry", "play": True, "output": "chunks"}
         )
-    assert elapsed < 1.2  # the player takes 1.5 s
+    assert elapsed < 2.2  # the player takes 2.5 s
     data = result.structured_content
     assert data is not None and data["playback"] == "started with aplay"
     assert "Playback: started with aplay" in text_of(result)
@@ -537,10 +537,26 @@ async def test_play_starts_a_player_without_waiting(tmp_path: Path, monkeypatch:
     played = [line.split()[-1] for line in log.read_text().splitlines()]
     temporary = [Path(name) for name in played if Path(name).name.startswith("tts-play-")]
     assert len(temporary) == 1
-    await wait_for(lambda: Path(f"{log}.done").exists() and len(Path(f"{log}.done").read_text().split()) == 2)
+    await wait_for(
+        lambda: Path(f"{log}.done").exists() and len(Path(f"{log}.done").read_text().split()) == 2, timeout=5
+    )
     await wait_for(lambda: not temporary[0].exists())
     await anyio.sleep(0.1)  # let the other reaper observe its exit too before the loop closes
     assert len(wav_files(tmp_path / "out")) == 1  # the chunks call's temporary file is not in the output dir
+
+
+async def test_play_reports_a_player_that_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "aplay"  # like aplay on a machine without a sound card
+    script.write_text('#!/bin/sh\necho "aplay: main:831: audio open error: No such file or directory" >&2\nexit 1\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    async with Client(build_server(make_settings(tmp_path))) as client:
+        result = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry", "play": True})
+    assert not result.is_error and result.structured_content is not None
+    assert result.structured_content["playback"].startswith("aplay failed at once (exit status 1): ")
+    assert Path(result.structured_content["file_path"]).is_file()  # the audio is saved all the same
 
 
 async def test_play_reports_a_missing_player(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -475,3 +475,25 @@ async def test_an_unwritable_output_fails_before_the_paid_call(emulator: Emulato
         await synthesize(request, engine, output="both", path=tmp_path)
     assert emulator.sessions == []  # nothing reached the (paid) service
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
+
+
+async def test_a_write_failure_after_the_synthesis_is_an_output_error(emulator: Emulator, tmp_path: Path) -> None:
+    from alicloud_tts_realtime import LocalError, OutputError
+
+    folder = tmp_path / "later"
+
+    async def block_the_folder(_chunk: object) -> None:  # the folder becomes a file mid-synthesis
+        if not folder.exists():
+            folder.write_text("")
+
+    request = build_request(text="Saved nowhere.", voice="Cherry")
+    with pytest.raises(OutputError, match=r"synthesized but could not be written to .*later/x\.wav") as caught:
+        await synthesize(
+            request,
+            RealtimeEngine(settings_for(emulator)),
+            output="file",
+            path=folder / "x.wav",
+            on_chunk=block_the_folder,
+        )
+    assert not isinstance(caught.value, LocalError)  # the service was called: exit 1, not "nothing was sent"
+    assert len(emulator.sessions) == 1 and list(tmp_path.iterdir()) == [folder]

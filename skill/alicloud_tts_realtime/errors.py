@@ -37,6 +37,7 @@ __all__ = [
     "InvalidStateError",
     "LocalError",
     "NoAudioError",
+    "OutputError",
     "ProtocolViolationError",
     "RateLimitError",
     "RemoteError",
@@ -92,6 +93,14 @@ class EngineUnavailableError(LocalError):
 
 class InvalidStateError(LocalError):
     """An object was used in a state that does not allow the call, e.g. after it was closed."""
+
+
+class OutputError(TTSError):
+    """The audio was synthesized (and billed) but could not be saved, e.g. the disk filled up.
+
+    Not a :class:`LocalError`: the service was called. The output path itself is checked before
+    the call (:func:`~.output.prepare_target`), so this is rare.
+    """
 
 
 class RemoteError(TTSError):

@@ -31,6 +31,8 @@ PLAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("play", ("-q",)),
 )
 NO_PLAYER = "no audio player found (install alsa-utils or ffmpeg)"
+# How long the result waits to catch a player that fails at once (no audio device, no server).
+GRACE_S = 0.3
 
 
 @dataclass(frozen=True)
@@ -72,8 +74,10 @@ async def play_in_background(
         search_path: Directories to search instead of ``PATH``.
 
     Returns:
-        ``"started with aplay"``, :data:`NO_PLAYER`, or ``"could not start aplay: …"``. Never raises
-        for a missing or failing player: playback is a convenience, the audio is already saved.
+        ``"started with aplay"``; ``"played with aplay"`` when it finished within :data:`GRACE_S`;
+        ``"aplay failed at once (exit status 1): …"`` when it gave up that fast (typically no audio
+        device); :data:`NO_PLAYER`; or ``"could not start aplay: …"``. Never raises for a missing
+        or failing player: playback is a convenience, the audio is already saved.
     """
     player = find_player(search_path)
     if player is None:
@@ -93,6 +97,20 @@ async def play_in_background(
         if delete_after:
             wav.unlink(missing_ok=True)
         return f"could not start {player.name}: {exc.strerror or type(exc).__name__}"
+    try:
+        code = await asyncio.wait_for(process.wait(), GRACE_S)
+    except asyncio.TimeoutError:
+        pass  # playing: reaped in the background
+    else:
+        if delete_after:
+            wav.unlink(missing_ok=True)
+        if code == 0:
+            return f"played with {player.name}"
+        logger.info("%s exited with status %d at once", player.name, code)
+        return (
+            f"{player.name} failed at once (exit status {code}): the server's machine may have no audio device; "
+            "play the saved file elsewhere"
+        )
 
     async def reap() -> None:
         try:

@@ -18,7 +18,7 @@ from typing import Literal
 
 from .audio import duration_ms, encode_chunk, wav_bytes
 from .engines.base import Engine
-from .errors import ConfigurationError, InvalidRequestError, NoAudioError, TTSError
+from .errors import InvalidRequestError, NoAudioError, OutputError, TTSError
 from .models import AudioChunk, SpeechRequest, SpeechResponse, SynthesisOutcome
 from .output import atomic_write, new_audio_name, prepare_target
 
@@ -120,7 +120,10 @@ async def synthesize(
         try:
             file_path = str(atomic_write(target, wav_bytes(pcm, request.sample_rate)))
         except OSError as exc:  # e.g. the disk filled up during the synthesis
-            raise ConfigurationError(f"Cannot write audio to {target}: {exc.strerror or exc}.") from exc
+            raise OutputError(
+                f"The audio was synthesized but could not be written to {target}: {exc.strerror or exc}; "
+                "free some space or choose another output path."
+            ) from exc
     total_bytes = sum(len(chunk) for chunk in pcm)
     return SpeechResponse(
         audio_base64_pcm_chunks=[encode_chunk(chunk) for chunk in pcm] if output != "file" else [],
