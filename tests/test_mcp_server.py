@@ -286,7 +286,7 @@ async def test_cancellation_closes_the_upstream_session(
         closed_after = time.perf_counter() - cancelled_at
     assert closed_after < 1.0
     assert emulator.sessions[0].closed_by == "client" and "response.done" not in emulator.sessions[0].sent
-    assert wav_files(tmp_path) == []
+    assert wav_files(tmp_path) == [] and not (tmp_path / "out").exists()  # no file, no empty folder
 
 
 @pytest.mark.parametrize("engine", ["realtime", "sdk"])
@@ -297,7 +297,7 @@ async def test_deadline_stops_the_synthesis(tmp_path: Path, emulator: Emulator, 
         result = await client.call_tool("tts_realtime", {"text": SENTENCE * 2, "voice": "Cherry"})
     assert_error(result, "0.6 s", "shorter text")
     await wait_for(lambda: emulator.open_sessions == 0)
-    assert wav_files(tmp_path) == []
+    assert wav_files(tmp_path) == [] and not (tmp_path / "out").exists()  # no file, no empty folder
 
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", handshake_delay_ms=3000)])
@@ -306,7 +306,7 @@ async def test_deadline_before_any_audio_blames_the_service_not_the_text(tmp_pat
     async with Client(build_server(make_settings(tmp_path, emulator), options)) as client:
         result = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry"})
     assert_error(result, "sent no audio within the server's 0.5 s limit", "try again")
-    assert wav_files(tmp_path) == []
+    assert wav_files(tmp_path) == [] and not (tmp_path / "out").exists()  # no file, no empty folder
 
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=2.0)])
@@ -383,13 +383,14 @@ async def test_invalid_arguments_get_one_sentence(
     async with Client(build_server(make_settings(tmp_path))) as client:
         result = await client.call_tool("tts_realtime", arguments)
     assert_error(result, *fragments)
-    assert wav_files(tmp_path) == []
+    assert wav_files(tmp_path) == [] and not (tmp_path / "out").exists()  # no file, no empty folder
 
 
 async def test_missing_key_says_how_to_set_one(tmp_path: Path) -> None:
     async with Client(build_server(make_settings(tmp_path), ServerOptions(engine="realtime"))) as client:
         result = await client.call_tool("tts_realtime", {"text": "Hi", "voice": "Cherry"})
     assert_error(result, "DASHSCOPE_API_KEY")
+    assert not (tmp_path / "out").exists()  # a failed call leaves no empty folder either
 
 
 async def test_authentication_failure_never_shows_the_key(tmp_path: Path, emulator: Emulator) -> None:

@@ -497,3 +497,15 @@ async def test_a_write_failure_after_the_synthesis_is_an_output_error(emulator: 
         )
     assert not isinstance(caught.value, LocalError)  # the service was called: exit 1, not "nothing was sent"
     assert len(emulator.sessions) == 1 and list(tmp_path.iterdir()) == [folder]
+
+
+def test_a_library_error_is_named_not_quoted() -> None:
+    # websockets quotes the offending header, here the key, in InvalidHeaderValue's message.
+    from websockets.exceptions import InvalidHeaderValue
+
+    from alicloud_tts_realtime.engines.realtime import map_websocket_errors
+
+    url = "wss://dashscope.aliyuncs.com/api-ws/v1/realtime?model=m"
+    with pytest.raises(ConnectionFailedError) as info, map_websocket_errors(url=url):
+        raise InvalidHeaderValue("Authorization", "Bearer sk-SECRET\u200b")
+    assert str(info.value) == "Cannot reach the realtime service at dashscope.aliyuncs.com:443: InvalidHeaderValue."

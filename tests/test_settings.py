@@ -3,8 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from alicloud_tts_realtime import ConfigurationError, load_settings
+from alicloud_tts_realtime.settings import Settings
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -183,3 +185,24 @@ def test_output_dir_expands_tilde(tmp_path: Path) -> None:
     assert load_settings({"OUTPUT_DIR": "~/tts-out"}, home=tmp_path).output_dir == tmp_path / "tts-out"
     assert load_settings({"OUTPUT_DIR": "~"}, home=tmp_path).output_dir == tmp_path
     assert load_settings({}, home=tmp_path).output_dir == Path("output")
+
+
+@pytest.mark.parametrize(
+    ("key", "named"),
+    [
+        ("sk-live\u200bSECRET", "ZERO WIDTH SPACE at position 8"),
+        ("sk\uff0dliveSECRET", "FULLWIDTH HYPHEN-MINUS at position 3"),
+    ],
+)
+def test_a_key_that_cannot_travel_in_a_header_is_refused_without_quoting_it(
+    tmp_path: Path, key: str, named: str
+) -> None:
+    # Sent as is, websockets' error would quote the whole Authorization header (the key) in its message.
+    with pytest.raises(ConfigurationError, match=f"The API key from env DASHSCOPE_API_KEY contains .*{named}") as info:
+        load_settings({"DASHSCOPE_API_KEY": key}, home=tmp_path)
+    assert "SECRET" not in str(info.value)
+    with pytest.raises(ConfigurationError, match="The API key contains") as direct:
+        Settings(api_key=SecretStr(key))  # library callers get the same check
+    assert "SECRET" not in str(direct.value)
+    with pytest.raises(ConfigurationError, match="DASHSCOPE_WORKSPACE contains"):
+        load_settings({"DASHSCOPE_API_KEY": "sk-fine", "DASHSCOPE_WORKSPACE": "ws 1"}, home=tmp_path)

@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools import Tool
@@ -84,7 +85,7 @@ from .mcp_results import (
     voices_text,
 )
 from .models import MAX_TEXT_CHARS, AudioChunk, SpeechRequest, SpeechResponse, build_request
-from .output import atomic_write, confined_path, writable_audio_dir
+from .output import confined_path, writable_audio_dir
 from .playback import play_in_background
 from .service import OutputMode, RetryOptions, synthesize
 from .settings import Settings, load_settings
@@ -384,12 +385,15 @@ class _Speaker:
         audio_dir: Path | None = None
         fallback_note: str | None = None
         path: Path | None = None
-        if args.output != "chunks":
-            audio_dir, fallback_note = writable_audio_dir(self._settings.audio_dir, options.data_dir)
+        if args.output != "chunks":  # file-system checks in a worker thread: a slow disk never stalls other calls
+            folder, fallback_note = await anyio.to_thread.run_sync(
+                writable_audio_dir, self._settings.audio_dir, options.data_dir
+            )
+            audio_dir = folder
             if fallback_note is not None:
                 logger.warning("%s", fallback_note)
             if args.filename is not None:
-                path = confined_path(audio_dir, args.filename)
+                path = await anyio.to_thread.run_sync(confined_path, folder, args.filename)
         engine, reason = select_engine(self._settings, options.engine)
         logger.info(
             "tts_realtime: %s engine, model %s, voice %s, %d characters, output %s",
@@ -439,10 +443,23 @@ class _Speaker:
             return await play_in_background(Path(response.file_path), self._reapers)
         # output 'chunks': play a temporary copy that the player's reaper deletes afterwards.
         pcm = [base64.b64decode(chunk) for chunk in response.audio_base64_pcm_chunks]
-        fd, name = tempfile.mkstemp(prefix="tts-play-", suffix=".wav")
-        os.close(fd)
-        target = atomic_write(Path(name), wav_bytes(pcm, response.sample_rate))
+        try:
+            target = await anyio.to_thread.run_sync(_temporary_wav, wav_bytes(pcm, response.sample_rate))
+        except OSError as exc:  # playback is a convenience: the result stands
+            return f"could not write a temporary file to play: {exc.strerror or type(exc).__name__}"
         return await play_in_background(target, self._reapers, delete_after=True)
+
+
+def _temporary_wav(data: bytes) -> Path:
+    """Write ``data`` to a new temporary ``tts-play-*.wav``; nothing is left if the write fails."""
+    fd, name = tempfile.mkstemp(prefix="tts-play-", suffix=".wav")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name)
 
 
 class _TTSServer(MCPServer[Any]):

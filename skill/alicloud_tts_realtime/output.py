@@ -115,7 +115,7 @@ def prepare_target(path: Path) -> Path:
         raise InvalidRequestError(
             f"{path} is a directory; give a file path such as {path / 'speech.wav'}.", field="output"
         )
-    reason = unwritable_reason(path.parent, create=False)
+    reason = unwritable_reason(path.parent)
     if reason is not None:
         raise ConfigurationError(
             f"Cannot write audio to {path.parent}: {reason}. "
@@ -142,25 +142,20 @@ def user_data_dir(environ: Mapping[str, str] | None = None, home: Path | None = 
     return base / DIST_NAME
 
 
-def unwritable_reason(directory: Path, *, create: bool = True) -> str | None:
+def unwritable_reason(directory: Path) -> str | None:
     """Why files cannot be created in ``directory``, or ``None`` when they can.
 
-    Args:
-        directory: The folder to try.
-        create: Create it if missing; otherwise try its nearest existing ancestor, in which the
-            missing folders would be created (same permission).
+    Nothing is created: a missing ``directory`` is judged by its nearest existing ancestor, in
+    which the missing folders would be made (the same permission).
     """
     # Try for real: os.access() says yes to root on read-only mounts and knows nothing of quotas.
     directory = directory.absolute()
     existing = directory
-    if not create:
-        while not existing.exists() and existing.parent != existing:
-            existing = existing.parent
-    if existing.exists() and not existing.is_dir():
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
         return "it is a file, not a directory" if existing == directory else f"{existing} is a file, not a directory"
     try:
-        if create:
-            directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
@@ -173,8 +168,8 @@ def writable_audio_dir(preferred: Path, data_dir: Path | None = None) -> tuple[P
 
     MCP clients often start servers with ``/`` as the working directory, where the default
     relative ``output`` directory cannot be created; ``audio`` under ``data_dir`` (default
-    :func:`user_data_dir`) is the fallback. Each directory is created if missing and tried with a
-    real file.
+    :func:`user_data_dir`) is the fallback. Each is tried with a real file in it or in its nearest
+    existing parent; nothing is created (:func:`atomic_write` creates the folders it writes to).
 
     Args:
         preferred: The configured output directory; relative to the working directory if relative.

@@ -162,6 +162,18 @@ def missing_dependency(name: str | None) -> str:
     )
 
 
+def _public(url: str) -> str:
+    """``url`` without user info, query or fragment, for the report (they may hold credentials)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
 def _failed(model: str, stage: str | None, kind: str, message: str) -> dict[str, Any]:
     return {"ok": False, "model": model, "stage": stage, "error": {"type": kind, "message": message}}
 
@@ -294,7 +306,7 @@ async def _realtime_probe(request: Any, settings: Any, output: Path) -> dict[str
         "ok": result.pop("ok"),
         "model": request.model,
         "voice": request.voice,
-        "endpoint": settings.realtime_url,
+        "endpoint": _public(settings.realtime_url),
     } | result
 
 
@@ -351,7 +363,7 @@ async def _fallback(request: Any, settings: Any, model: str, output: Path) -> di
     result = await _attempt(engine, request, _Stages(), output, retries=1)
     result["request_id"] = result.pop("session_id") or (result["error"] or {}).get("request_id")
     del result["stage"]
-    return {"ok": result.pop("ok"), "model": model, "engine": engine.name, "endpoint": engine.url} | result
+    return {"ok": result.pop("ok"), "model": model, "engine": engine.name, "endpoint": _public(engine.url)} | result
 
 
 async def _probe(args: argparse.Namespace) -> tuple[dict[str, Any], int, str | None]:

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import anyio
+import anyio.to_thread
+
 from .audio import duration_ms, encode_chunk, wav_bytes
 from .engines.base import Engine
 from .errors import InvalidRequestError, NoAudioError, OutputError, TTSError
@@ -45,6 +48,15 @@ class RetryOptions:
     def __post_init__(self) -> None:
         if self.max_retries < 0 or self.interval < 0:
             raise ValueError("max_retries and interval must be non-negative")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at ``path`` (inode and modification time), or None."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
 
 
 async def synthesize(
@@ -81,7 +93,9 @@ async def synthesize(
         raise InvalidRequestError("Saving audio needs a path or an output directory.", field="output")
     target: Path | None = None
     if output != "chunks":
-        target = prepare_target(path if path is not None else audio_dir / new_audio_name())  # type: ignore[operator]
+        # File-system work runs in anyio's bounded worker threads: a slow disk never stalls the loop.
+        wanted = path if path is not None else audio_dir / new_audio_name()  # type: ignore[operator]
+        target = await anyio.to_thread.run_sync(prepare_target, wanted)
     retry = retry or RetryOptions()
     started = time.perf_counter()
     pcm: list[bytes] = []
@@ -117,8 +131,13 @@ async def synthesize(
 
     file_path: str | None = None
     if target is not None:
+        before = _identity(target)
         try:
-            file_path = str(atomic_write(target, wav_bytes(pcm, request.sample_rate)))
+            file_path = str(await anyio.to_thread.run_sync(atomic_write, target, wav_bytes(pcm, request.sample_rate)))
+        except anyio.get_cancelled_exc_class():
+            if _identity(target) != before:  # written as the call was cancelled: a cancelled call leaves nothing
+                target.unlink(missing_ok=True)
+            raise
         except OSError as exc:  # e.g. the disk filled up during the synthesis
             raise OutputError(
                 f"The audio was synthesized but could not be written to {target}: {exc.strerror or exc}; "

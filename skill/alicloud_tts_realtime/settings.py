@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,12 @@ class Settings:
     @property
     def has_key(self) -> bool:
         return self.api_key is not None
+
+    def __post_init__(self) -> None:
+        if self.api_key is not None:
+            _check_header_value("The API key", self.api_key.get_secret_value())
+        if self.workspace is not None:
+            _check_header_value("The workspace", self.workspace)
 
     def bearer(self) -> str:
         """The ``Authorization`` header value. Never log or store the result.
@@ -192,6 +199,21 @@ def _output_dir(value: str, home: Path) -> Path:
     return Path(value).expanduser()
 
 
+def _check_header_value(what: str, value: str) -> None:
+    """Refuse a value that cannot travel in an HTTP header, naming the bad character, never the value.
+
+    A key pasted with a zero-width space, or typed with a full-width hyphen, would otherwise fail
+    inside the WebSocket or HTTP library, whose error message quotes the whole header.
+    """
+    for position, char in enumerate(value, start=1):
+        if not "!" <= char <= "~":  # visible ASCII only: no spaces, controls or non-ASCII
+            name = unicodedata.name(char, f"U+{ord(char):04X}")
+            raise ConfigurationError(
+                f"{what} contains a character that cannot be sent in an HTTP header ({name} at position "
+                f"{position}); copy it again without spaces or special characters."
+            )
+
+
 def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
     """Read settings from the environment and the Alibaba Cloud credentials file.
 
@@ -228,6 +250,12 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
         key = _key_from_credentials(path, profile, selected_by)
         source = f"{path} [{profile}]" if key else None
 
+    if key is not None and source is not None:
+        _check_header_value(f"The API key from {source}", key)
+    workspace = env.get("DASHSCOPE_WORKSPACE", "").strip() or None
+    if workspace is not None:
+        _check_header_value("DASHSCOPE_WORKSPACE", workspace)
+
     region = env.get("DASHSCOPE_REGION", "").strip() or "cn-beijing"
     if region not in REGIONS:
         raise ConfigurationError(f"DASHSCOPE_REGION must be one of {', '.join(REGIONS)}, got {region!r}.")
@@ -244,7 +272,7 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
         api_key=SecretStr(key) if key else None,
         key_source=source,
         region=region,
-        workspace=env.get("DASHSCOPE_WORKSPACE", "").strip() or None,
+        workspace=workspace,
         realtime_url=realtime_url,
         http_base_url=http_url,
         output_dir=_output_dir(env.get("OUTPUT_DIR", "").strip() or "output", home),

@@ -37,7 +37,7 @@ from ..session import Utterance
 from ..settings import REALTIME_PATH, Settings
 from .base import Capabilities, Engine, StreamItem
 
-__all__ = ["RealtimeEngine", "build_url", "map_websocket_errors"]
+__all__ = ["RealtimeEngine", "build_url", "close_error", "map_websocket_errors"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,14 +125,32 @@ def _status_error(
     )  # fmt: skip
 
 
+def close_error(code: int | None, reason: str, got_audio: bool) -> RemoteError:
+    """The error for a connection the service closed before ``session.finished`` (both WebSocket engines)."""
+    said = f": {reason}" if reason else ""
+    if code == THROTTLE_CLOSE_CODE and "many requests" in reason.lower():
+        return RateLimitError(f"The service is throttling requests (close {code}{said}); wait and retry.")
+    if got_audio:
+        return ConnectionFailedError(f"The connection dropped mid-stream (close {code}{said}).")
+    return NoAudioError(
+        f"The service closed the session before any audio (close {code}{said}). "
+        "This is how it answers an unknown or unavailable model: check the model name and region."
+    )
+
+
 def _cause(exc: BaseException) -> str:
-    """A short text for a network failure: the OS's words, one line, without the exception's arguments."""
+    """A short text for a network failure: the OS's words, one line, without the exception's arguments.
+
+    Only the operating system's own text is quoted: a library's message may quote the request,
+    and the request's headers hold the key (websockets' ``InvalidHeaderValue`` does exactly that),
+    so for anything else the exception's type is all that is said.
+    """
     if isinstance(exc, ssl.SSLCertVerificationError) and exc.verify_message:
         text = f"certificate verify failed: {exc.verify_message}"
     elif isinstance(exc, OSError) and exc.strerror:
         text = exc.strerror
     else:
-        text = str(exc)
+        text = ""
     text = " ".join(text.split())
     if len(text) > 160:
         text = text[:159] + "…"
@@ -167,18 +185,7 @@ def map_websocket_errors(*, url: str | None = None, got_audio: Callable[[], bool
     except ConnectionClosed as exc:
         rcvd = exc.rcvd
         code, reason = (rcvd.code, rcvd.reason) if rcvd else (1006, "")
-        if code == THROTTLE_CLOSE_CODE and "many requests" in reason.lower():
-            raise RateLimitError(
-                f"The service is throttling requests (close {code}: {reason}); wait and retry."
-            ) from None
-        if got_audio():
-            raise ConnectionFailedError(
-                f"The connection dropped mid-stream (close {code}{': ' + reason if reason else ''})."
-            ) from None
-        raise NoAudioError(
-            f"The service closed the session before any audio (close {code}{' ' + reason if reason else ''}). "
-            "This is how it answers an unknown or unavailable model: check the model name and region."
-        ) from None
+        raise close_error(code, reason, got_audio()) from None
     except ssl.SSLCertVerificationError as exc:
         # Not transient: the same certificate fails the same way on every attempt.
         raise ConnectionFailedError(

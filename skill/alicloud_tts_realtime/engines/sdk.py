@@ -46,8 +46,6 @@ from ..errors import (
     ConfigurationError,
     ConnectionFailedError,
     EngineUnavailableError,
-    NoAudioError,
-    RateLimitError,
     RemoteError,
     ResponseTimeoutError,
 )
@@ -55,7 +53,7 @@ from ..models import AudioChunk, SpeechRequest
 from ..session import Utterance
 from ..settings import Settings
 from .base import Capabilities, Engine, StreamItem
-from .realtime import THROTTLE_CLOSE_CODE, RealtimeEngine, _status_error
+from .realtime import RealtimeEngine, _status_error, close_error
 
 __all__ = ["INSTALL_HINT", "SdkEngine", "map_sdk_error", "require_sdk", "sdk_version"]
 
@@ -246,14 +244,7 @@ def map_sdk_error(exc: BaseException, *, got_audio: bool = False, url: str | Non
 
 def _close_error(code: int | None, reason: Any, got_audio: bool) -> RemoteError:
     text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason or "")
-    if code == THROTTLE_CLOSE_CODE and "many requests" in text.lower():
-        return RateLimitError(f"The service is throttling requests (close {code}: {text}); wait and retry.")
-    if got_audio:
-        return ConnectionFailedError(f"The connection dropped mid-stream (close {code}{': ' + text if text else ''}).")
-    return NoAudioError(
-        f"The service closed the session before any audio (close {code}{' ' + text if text else ''}). "
-        "This is how it answers an unknown or unavailable model: check the model name and region."
-    )
+    return close_error(code, text, got_audio)
 
 
 def _sdk_call(client: Any, event: Any) -> Callable[[], None]:
@@ -318,6 +309,7 @@ class SdkEngine(Engine):
     async def stream(self, request: SpeechRequest) -> AsyncIterator[StreamItem]:
         assert request.model is not None, "resolve the request first (SpeechRequest.resolved())"
         bridge = _Bridge(asyncio.get_running_loop(), self._queue_size)
+        await anyio.to_thread.run_sync(_client_class)  # the first import of dashscope takes ~0.5 s: not on the loop
         client = self._client(request.model, _Callback(bridge))
         client.bridge = bridge
         utterance = Utterance(RealtimeEngine.session_config(request), request.text)
@@ -366,5 +358,8 @@ class SdkEngine(Engine):
             bridge.closed.set()
             with anyio.CancelScope(shield=True):  # a cancelled caller still closes the socket and joins
                 await anyio.to_thread.run_sync(_shutdown, client, bridge.socket)
+            # The connect thread is not joined: after a refused handshake the SDK's connect() keeps
+            # polling until its fixed 5 s pass, and waiting for that would undo the fast failure.
+            # It ends by itself then (one thread per session, at most 5 s past it; a daemon).
             logger.info("sdk session closed: %s (%s)", core.session_id, core.state.value)
         yield utterance.outcome(request.model)
