@@ -340,7 +340,7 @@ async def test_concurrency_cap_queues_instead_of_failing(tmp_path: Path, emulato
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=1.0)])
 async def test_deadline_while_queued_says_the_server_is_busy(tmp_path: Path, emulator: Emulator) -> None:
-    options = ServerOptions(max_concurrent=1, deadline_seconds=0.3)
+    options = ServerOptions(max_concurrent=1, deadline_seconds=1.0)
     results: list[CallToolResult] = []
     async with Client(build_server(make_settings(tmp_path, emulator), options)) as client:
 
