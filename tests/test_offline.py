@@ -182,7 +182,7 @@ async def test_early_aclose_stops_synthesis_and_releases_the_library() -> None:
     assert isinstance(first, AudioChunk)
     start = time.perf_counter()
     await stream.aclose()
-    assert time.perf_counter() - start < 0.5
+    assert time.perf_counter() - start < 1.0  # against minutes of speech left to synthesize
     assert not _library().lock.locked()  # aclose returns only once the worker thread has stopped
     with anyio.fail_after(5):
         chunks, _ = await collect(SpeechRequest(text=FOX, voice="Cherry"), engine)

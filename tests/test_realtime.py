@@ -126,7 +126,7 @@ async def test_wrong_key_fails_at_the_handshake_in_well_under_a_second(emulator:
     with pytest.raises(AuthenticationError) as info:
         await synthesize(build_request(text="hi", voice="Cherry"), RealtimeEngine(settings_for(emulator, secret)))
     elapsed = time.perf_counter() - started
-    assert elapsed < 0.5
+    assert elapsed < 1.0  # milliseconds in fact (benchmarks/first_audio.py); the official SDK waits 5 s
     assert (info.value.status, info.value.code) == (401, "InvalidApiKey")
     assert "refused the API key (HTTP 401: Invalid API-key provided)" in str(info.value)
     assert info.value.request_id
@@ -212,11 +212,19 @@ async def test_refused_upgrades_are_typed(emulator: Emulator, error: type[TTSErr
 @pytest.mark.parametrize("path", ["", "/api-ws/v1/realtim"])
 async def test_a_wrong_path_is_a_final_error_naming_the_path_not_the_key(emulator: Emulator, path: str) -> None:
     base = emulator.url.removesuffix("/api-ws/v1/realtime")
-    engine = RealtimeEngine(settings_for(emulator, realtime_url=f"{base}{path}"))
-    started = time.perf_counter()
+    from websockets.asyncio.client import connect
+
+    attempts = 0
+
+    async def counted(url: str, **kwargs: object) -> object:
+        nonlocal attempts
+        attempts += 1
+        return await connect(url, **kwargs)  # type: ignore[arg-type]
+
+    engine = RealtimeEngine(settings_for(emulator, realtime_url=f"{base}{path}"), connect=counted)
     with pytest.raises(ServiceError) as info:
-        await synthesize(build_request(text="hi", voice="Cherry"), engine, retry=RetryOptions(2, interval=1))
-    assert time.perf_counter() - started < 0.9  # not retried
+        await synthesize(build_request(text="hi", voice="Cherry"), engine, retry=RetryOptions(2, interval=0.01))
+    assert attempts == 1  # not retried
     message = str(info.value)
     assert (info.value.status, info.value.code, info.value.retryable) == (404, "InvalidURL", False)
     assert f"{base.removeprefix('ws://')} answered the WebSocket upgrade on path {path or '/'} with HTTP 404" in message
