@@ -8,6 +8,7 @@ through JSON-RPC framing, where progress notifications carry a token and ``_meta
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import stat
@@ -558,6 +559,24 @@ async def test_play_reports_a_player_that_fails_at_once(tmp_path: Path, monkeypa
     assert not result.is_error and result.structured_content is not None
     assert result.structured_content["playback"].startswith("aplay failed at once (exit status 1): ")
     assert Path(result.structured_content["file_path"]).is_file()  # the audio is saved all the same
+
+
+async def test_a_caller_cancelled_while_playback_starts_still_reaps_the_player(tmp_path: Path) -> None:
+    from alicloud_tts_realtime.playback import play_in_background
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "aplay"
+    script.write_text("#!/bin/sh\nsleep 0.6\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    wav = tmp_path / "tts-play-x.wav"
+    wav.write_bytes(b"RIFF")
+    reapers: set[asyncio.Task[object]] = set()
+    with anyio.move_on_after(0.1) as scope:  # inside the wait for a player that fails at once
+        await play_in_background(wav, reapers, delete_after=True, search_path=str(bin_dir))
+    assert scope.cancelled_caught and len(reapers) == 1  # the reaper outlives the cancelled caller
+    await wait_for(lambda: not reapers, timeout=5)
+    assert not wav.exists()  # and deletes the temporary file once the player is done
 
 
 async def test_play_reports_a_missing_player(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

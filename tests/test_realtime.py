@@ -517,3 +517,42 @@ def test_a_library_error_is_named_not_quoted() -> None:
     with pytest.raises(ConnectionFailedError) as info, map_websocket_errors(url=url):
         raise InvalidHeaderValue("Authorization", "Bearer sk-SECRET\u200b")
     assert str(info.value) == "Cannot reach the realtime service at dashscope.aliyuncs.com:443: InvalidHeaderValue."
+
+
+@pytest.mark.parametrize("how", ["cancel scope", "task.cancel"])
+async def test_a_call_cancelled_while_its_file_is_written_leaves_nothing(
+    emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    import threading
+
+    import alicloud_tts_realtime.service as service
+
+    writing, real_write = threading.Event(), service.write_part
+
+    def slow_write(part: Path, data: bytes, abandoned: threading.Event | None = None) -> None:
+        writing.set()
+        time.sleep(0.4)  # a slow disk: the cancellation arrives mid-write
+        real_write(part, data, abandoned)
+
+    monkeypatch.setattr(service, "write_part", slow_write)
+    call = synthesize(
+        build_request(text="Cancelled while saving.", voice="Cherry"),
+        RealtimeEngine(settings_for(emulator)),
+        output="file",
+        path=tmp_path / "out" / "x.wav",
+    )
+    if how == "cancel scope":
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: call)
+            while not writing.is_set():
+                await anyio.sleep(0.01)
+            tg.cancel_scope.cancel()
+    else:  # plain asyncio, as Ctrl-C in asyncio.run() does
+        task = asyncio.ensure_future(call)
+        while not writing.is_set():
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await anyio.sleep(0.6)  # the worker thread has finished by now
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # neither x.wav nor a .part file

@@ -179,6 +179,7 @@ def test_server_commit_lets_the_service_start_responses_and_sums_their_character
             more, audio = shot.receive(event)
             assert more == []
             heard += audio
+            assert shot.core.responding is not isinstance(event, (p.InputTextBufferCommitted, p.ResponseDone))
     shot.receive(p.SessionFinished())
     assert heard == [b"\x01\x00", b"\x01\x00"]
     assert shot.outcome("qwen3-tts-flash-realtime").characters == 10  # 5 + 5

@@ -318,7 +318,7 @@ class _Speaker:
         # A limiter queues callers beyond the cap (FIFO) instead of failing them.
         self._limiter = anyio.CapacityLimiter(options.max_concurrent)
         # Tasks waiting for background players to exit (play: true); see playback.play_in_background.
-        self._reapers: set[asyncio.Task[None]] = set()
+        self._reapers: set[asyncio.Task[object]] = set()
 
     async def __call__(self, ctx: Context, args: _SpeakArgs) -> CallToolResult:
         started = time.perf_counter()

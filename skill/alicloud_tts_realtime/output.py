@@ -10,6 +10,7 @@ import os
 import secrets
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,10 +21,12 @@ __all__ = [
     "atomic_write",
     "confined_path",
     "new_audio_name",
+    "part_path",
     "prepare_target",
     "unwritable_reason",
     "user_data_dir",
     "writable_audio_dir",
+    "write_part",
 ]
 
 DIST_NAME = "alicloud-ai-audio-tts-realtime"
@@ -77,25 +80,45 @@ def confined_path(directory: Path, filename: str) -> Path:
     return target
 
 
-def atomic_write(path: Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically and return the absolute path.
+def part_path(path: Path) -> Path:
+    """A fresh temporary name next to ``path`` for :func:`write_part` (short: any valid name has room)."""
+    return path.absolute().with_name(f".tts-{secrets.token_hex(6)}.part")
 
-    The bytes go to a temporary file in the same directory, are flushed to disk, then renamed over
-    ``path``; on any failure the temporary file is removed, so no half-written file is ever seen.
-    The file gets the usual permissions (``0o666`` less the umask), like any file the user saves.
+
+def write_part(part: Path, data: bytes, abandoned: threading.Event | None = None) -> None:
+    """Write ``data`` to the new file ``part`` and flush it to disk; the first half of an atomic write.
+
+    The parent folders are created if missing. The file gets the usual permissions (``0o666`` less
+    the umask), like any file the user saves. On failure, or when ``abandoned`` is set by the time
+    the data is on disk (the caller was cancelled meanwhile), ``part`` is removed.
     """
-    path = path.absolute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tts-{secrets.token_hex(6)}.part")  # short: any valid name has room
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        part.unlink(missing_ok=True)
+        raise
+    if abandoned is not None and abandoned.is_set():
+        part.unlink(missing_ok=True)
+
+
+def atomic_write(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically and return the absolute path.
+
+    The bytes go to a temporary file in the same directory (:func:`write_part`), then it is renamed
+    over ``path``; on any failure the temporary file is removed, so no half-written file is ever seen.
+    """
+    path = path.absolute()
+    part = part_path(path)
+    write_part(part, data)
+    try:
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
         raise
     return path
 

@@ -59,7 +59,7 @@ def find_player(search_path: str | None = None) -> PlayerCommand | None:
 
 async def play_in_background(
     wav: Path,
-    reapers: MutableSet[asyncio.Task[None]],
+    reapers: MutableSet[asyncio.Task[object]],
     *,
     delete_after: bool = False,
     search_path: str | None = None,
@@ -97,32 +97,34 @@ async def play_in_background(
         if delete_after:
             wav.unlink(missing_ok=True)
         return f"could not start {player.name}: {exc.strerror or type(exc).__name__}"
-    try:
-        code = await asyncio.wait_for(process.wait(), GRACE_S)
-    except asyncio.TimeoutError:
-        pass  # playing: reaped in the background
-    else:
+    except BaseException:  # cancelled while starting it
         if delete_after:
             wav.unlink(missing_ok=True)
-        if code == 0:
-            return f"played with {player.name}"
-        logger.info("%s exited with status %d at once", player.name, code)
-        return (
-            f"{player.name} failed at once (exit status {code}): the server's machine may have no audio device; "
-            "play the saved file elsewhere"
-        )
+        raise
 
-    async def reap() -> None:
+    async def reap() -> int:
         try:
             code = await process.wait()
             if code:
                 logger.info("%s exited with status %d", player.name, code)
+            return code
         finally:
             if delete_after:
                 wav.unlink(missing_ok=True)
 
+    # The reaper exists before anything is awaited, so a cancelled caller still leaves it to wait
+    # for the player and delete a temporary file.
     task = asyncio.get_running_loop().create_task(reap(), name=f"reap-{player.name}")
     reapers.add(task)
     task.add_done_callback(reapers.discard)
+    await asyncio.wait({task}, timeout=GRACE_S)  # does not cancel the task
+    if task.done() and not task.cancelled() and task.exception() is None:
+        code = task.result()
+        if code == 0:
+            return f"played with {player.name}"
+        return (
+            f"{player.name} failed at once (exit status {code}): the server's machine may have no audio device; "
+            "play the saved file elsewhere"
+        )
     logger.info("playing %s with %s", wav.name, player.name)
     return f"started with {player.name}"

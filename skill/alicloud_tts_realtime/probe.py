@@ -415,8 +415,13 @@ async def _probe(args: argparse.Namespace) -> tuple[dict[str, Any], int, str | N
     if probe["ok"]:
         return report, EXIT_OK, None
     reached = probe["stage"]
-    failed_at = STAGES[STAGES.index(reached) + 1] if reached in STAGES[:-1] else STAGES[0]
-    message = f"realtime probe failed at {failed_at} (after {reached or 'nothing'}): {error['message'].rstrip('.')}"
+    if reached is None:
+        where = f"at {STAGES[0]}"
+    elif reached == STAGES[-1]:
+        where = f"after {reached}"  # the session ended, then the audio could not be used (saved, …)
+    else:
+        where = f"at {STAGES[STAGES.index(reached) + 1]} (after {reached})"
+    message = f"realtime probe failed {where}: {error['message'].rstrip('.')}"
     fallback_ok = False
     if args.fallback:
         fallback = await _fallback(request, settings, fallback_model, args.output or settings.audio_dir / FALLBACK_FILE)

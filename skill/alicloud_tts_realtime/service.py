@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -17,13 +19,14 @@ from pathlib import Path
 from typing import Literal
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from .audio import duration_ms, encode_chunk, wav_bytes
 from .engines.base import Engine
 from .errors import InvalidRequestError, NoAudioError, OutputError, TTSError
 from .models import AudioChunk, SpeechRequest, SpeechResponse, SynthesisOutcome
-from .output import atomic_write, new_audio_name, prepare_target
+from .output import new_audio_name, part_path, prepare_target, write_part
 
 __all__ = ["OutputMode", "RetryOptions", "synthesize"]
 
@@ -48,15 +51,6 @@ class RetryOptions:
     def __post_init__(self) -> None:
         if self.max_retries < 0 or self.interval < 0:
             raise ValueError("max_retries and interval must be non-negative")
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """Which file is at ``path`` (inode and modification time), or None."""
-    try:
-        stat = path.stat()
-    except OSError:
-        return None
-    return stat.st_ino, stat.st_mtime_ns
 
 
 async def synthesize(
@@ -131,13 +125,19 @@ async def synthesize(
 
     file_path: str | None = None
     if target is not None:
-        before = _identity(target)
+        # The bytes are written in a worker thread; the rename that makes the file appear happens
+        # here, only if the call was not cancelled meanwhile: a cancelled call leaves nothing behind.
+        part, abandoned = part_path(target), threading.Event()
         try:
-            file_path = str(await anyio.to_thread.run_sync(atomic_write, target, wav_bytes(pcm, request.sample_rate)))
-        except anyio.get_cancelled_exc_class():
-            if _identity(target) != before:  # written as the call was cancelled: a cancelled call leaves nothing
-                target.unlink(missing_ok=True)
-            raise
+            try:
+                await anyio.to_thread.run_sync(write_part, part, wav_bytes(pcm, request.sample_rate), abandoned)
+                await anyio.lowlevel.checkpoint_if_cancelled()
+                os.replace(part, target)
+            except BaseException:
+                abandoned.set()  # the thread removes its file if it is still writing (plain asyncio cancel)
+                part.unlink(missing_ok=True)
+                raise
+            file_path = str(target)
         except OSError as exc:  # e.g. the disk filled up during the synthesis
             raise OutputError(
                 f"The audio was synthesized but could not be written to {target}: {exc.strerror or exc}; "

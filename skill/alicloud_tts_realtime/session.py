@@ -238,8 +238,8 @@ class ClientSession:
 
     @property
     def responding(self) -> bool:
-        """Whether a committed response has not completed yet."""
-        return self._pending_commits > 0
+        """Whether a response is pending: committed and not done, or started by the service (server_commit)."""
+        return self._pending_commits > 0 or self._response_id is not None
 
 
 _FINISH_REASONS: dict[str, FinishReason] = {"completed": "stop", "cancelled": "cancelled", "incomplete": "incomplete"}
