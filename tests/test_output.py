@@ -38,15 +38,16 @@ def test_confinement_accepts_plain_names(tmp_path: Path) -> None:
     assert confined_path(tmp_path, "sub/take1.wav") == tmp_path.resolve() / "sub" / "take1.wav"
 
 
-def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path) -> None:
     target = tmp_path / "a" / "out.wav"
 
-    written = atomic_write(target, wav_bytes([b"\x01\x00" * 100], 16000))
+    written = await atomic_write(target, wav_bytes([b"\x01\x00" * 100], 16000))
     assert written == target.absolute()
     with wave.open(str(target)) as wav:
         assert (wav.getframerate(), wav.getnchannels(), wav.getsampwidth(), wav.getnframes()) == (16000, 1, 2, 100)
     with pytest.raises(TypeError):
-        atomic_write(tmp_path / "a" / "bad.wav", "not bytes")  # type: ignore[arg-type]
+        await atomic_write(tmp_path / "a" / "bad.wav", "not bytes")  # type: ignore[arg-type]
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["out.wav"]
 
 
@@ -59,10 +60,11 @@ def test_chunk_codec_round_trip_and_odd_lengths() -> None:
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
-def test_atomic_write_respects_the_umask(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_atomic_write_respects_the_umask(tmp_path: Path) -> None:
     old = os.umask(0o022)
     try:
-        written = atomic_write(tmp_path / "shared.wav", b"RIFF")
+        written = await atomic_write(tmp_path / "shared.wav", b"RIFF")
     finally:
         os.umask(old)
     assert written.stat().st_mode & 0o777 == 0o644  # readable by a player running as another user
@@ -106,6 +108,7 @@ def test_confinement_explains_unusable_names(tmp_path: Path, name: str, message:
         confined_path(tmp_path, name)
 
 
-def test_the_longest_valid_name_can_be_written(tmp_path: Path) -> None:
+@pytest.mark.anyio
+async def test_the_longest_valid_name_can_be_written(tmp_path: Path) -> None:
     target = confined_path(tmp_path, "x" * 251)  # 255 bytes with ".wav"
-    assert atomic_write(target, b"RIFF").name == "x" * 251 + ".wav"
+    assert (await atomic_write(target, b"RIFF")).name == "x" * 251 + ".wav"

@@ -525,16 +525,16 @@ async def test_a_call_cancelled_while_its_file_is_written_leaves_nothing(
 ) -> None:
     import threading
 
-    import alicloud_tts_realtime.service as service
+    import alicloud_tts_realtime.output as output
 
-    writing, real_write = threading.Event(), service.write_part
+    writing, real_write = threading.Event(), output.write_part
 
     def slow_write(part: Path, data: bytes, abandoned: threading.Event | None = None) -> None:
         writing.set()
         time.sleep(0.4)  # a slow disk: the cancellation arrives mid-write
         real_write(part, data, abandoned)
 
-    monkeypatch.setattr(service, "write_part", slow_write)
+    monkeypatch.setattr(output, "write_part", slow_write)
     call = synthesize(
         build_request(text="Cancelled while saving.", voice="Cherry"),
         RealtimeEngine(settings_for(emulator)),

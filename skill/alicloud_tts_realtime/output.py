@@ -15,6 +15,10 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
+
 from .errors import ConfigurationError, InvalidRequestError
 
 __all__ = [
@@ -106,18 +110,23 @@ def write_part(part: Path, data: bytes, abandoned: threading.Event | None = None
         part.unlink(missing_ok=True)
 
 
-def atomic_write(path: Path, data: bytes) -> Path:
+async def atomic_write(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically and return the absolute path.
 
-    The bytes go to a temporary file in the same directory (:func:`write_part`), then it is renamed
-    over ``path``; on any failure the temporary file is removed, so no half-written file is ever seen.
+    The bytes go to a temporary file in the same directory (:func:`write_part`, in one of anyio's
+    bounded worker threads: a slow disk never stalls the event loop), then it is renamed over
+    ``path`` here, on the loop, and only if the caller was not cancelled meanwhile. On any failure
+    or cancellation (by anyio or plain asyncio) the temporary file is removed: no half-written
+    file is ever seen, and a cancelled call leaves nothing behind.
     """
     path = path.absolute()
-    part = part_path(path)
-    write_part(part, data)
+    part, abandoned = part_path(path), threading.Event()
     try:
+        await anyio.to_thread.run_sync(write_part, part, data, abandoned)
+        await anyio.lowlevel.checkpoint_if_cancelled()
         os.replace(part, path)
     except BaseException:
+        abandoned.set()  # the thread removes its file if it is still writing (plain asyncio cancel)
         part.unlink(missing_ok=True)
         raise
     return path

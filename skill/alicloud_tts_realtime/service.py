@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,14 +17,13 @@ from pathlib import Path
 from typing import Literal
 
 import anyio
-import anyio.lowlevel
 import anyio.to_thread
 
 from .audio import duration_ms, encode_chunk, wav_bytes
 from .engines.base import Engine
 from .errors import InvalidRequestError, NoAudioError, OutputError, TTSError
 from .models import AudioChunk, SpeechRequest, SpeechResponse, SynthesisOutcome
-from .output import new_audio_name, part_path, prepare_target, write_part
+from .output import atomic_write, new_audio_name, prepare_target
 
 __all__ = ["OutputMode", "RetryOptions", "synthesize"]
 
@@ -125,19 +122,8 @@ async def synthesize(
 
     file_path: str | None = None
     if target is not None:
-        # The bytes are written in a worker thread; the rename that makes the file appear happens
-        # here, only if the call was not cancelled meanwhile: a cancelled call leaves nothing behind.
-        part, abandoned = part_path(target), threading.Event()
         try:
-            try:
-                await anyio.to_thread.run_sync(write_part, part, wav_bytes(pcm, request.sample_rate), abandoned)
-                await anyio.lowlevel.checkpoint_if_cancelled()
-                os.replace(part, target)
-            except BaseException:
-                abandoned.set()  # the thread removes its file if it is still writing (plain asyncio cancel)
-                part.unlink(missing_ok=True)
-                raise
-            file_path = str(target)
+            file_path = str(await atomic_write(target, wav_bytes(pcm, request.sample_rate)))
         except OSError as exc:  # e.g. the disk filled up during the synthesis
             raise OutputError(
                 f"The audio was synthesized but could not be written to {target}: {exc.strerror or exc}; "
