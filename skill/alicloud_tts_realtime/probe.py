@@ -126,12 +126,9 @@ def run(args: argparse.Namespace) -> int:
     Nothing escapes as a traceback: an unexpected failure is logged (with its traceback at DEBUG)
     and reported in the JSON as ``InternalError``.
     """
-    verbose = getattr(args, "verbose", 0) or 0
-    if verbose < 2:
-        # websocket-client, under the SDK, logs a refused handshake at ERROR with the response
-        # headers; the report already says it, and stderr is for the one-line summary.
-        logging.getLogger("websocket").setLevel(logging.CRITICAL)  # also done by configure_logging
-    if verbose < 1:
+    # Both entry points (main() here and the CLI's probe) call configure_logging first, which
+    # already keeps websocket-client's handshake logs quiet below -vv.
+    if (getattr(args, "verbose", 0) or 0) < 1:
         # The fallback's retry is logged as a warning; the report has the outcome.
         logging.getLogger(f"{__package__}.service").setLevel(logging.ERROR)
     try:
