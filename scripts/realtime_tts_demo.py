@@ -22,9 +22,13 @@ if importlib.util.find_spec("alicloud_tts_realtime") is None:
 try:
     from alicloud_tts_realtime import probe
 except ModuleNotFoundError as exc:  # a dependency of the package (pydantic, websockets …) is missing
+    import shlex
+
+    folder = Path(__file__).absolute().parent.parent
     hint = (
-        f"missing Python package {exc.name!r}; install the package with its dependencies: pip install -e . "
-        "in the skill's folder (or pip install alicloud-ai-audio-tts-realtime)"
+        f"missing Python package {exc.name!r}; install the skill folder with its dependencies: pip install -e "
+        f"{shlex.quote(f'{folder}[offline]')} (or run it without installing: uvx --from "
+        f"{shlex.quote(str(folder))} alicloud-tts-realtime …)"
     )  # the same words as alicloud_tts_realtime.probe.missing_dependency, which could not be imported
     error = {"type": "EngineUnavailableError", "message": hint}
     print(json.dumps({"realtime_probe": {"ok": False, "stage": None, "error": error}}))

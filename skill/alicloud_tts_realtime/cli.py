@@ -7,6 +7,7 @@ Exit codes:
     1: the synthesis or the service failed (remote error, no audio, timeout).
     2: invalid usage, request or configuration (nothing was sent).
     130: interrupted.
+    141: stdout was closed by the reader (e.g. ``voices --json | head -1``); nothing is printed.
 The ``probe`` subcommand has its own codes (see :mod:`.probe` and ``scripts/realtime_tts_demo.py``).
 """
 
@@ -23,7 +24,7 @@ from pathlib import Path
 from . import __version__, catalog
 from . import probe as probe_module
 from .errors import LocalError, TTSError
-from .log import configure_logging
+from .log import configure_logging, stdout_closed
 
 __all__ = ["main"]
 
@@ -42,8 +43,14 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logs on stderr (-v info, -vv debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # -v works before or after the subcommand (README shows "serve -v"): each subparser has it too,
+    # with no default of its own so that a -v before the subcommand is kept.
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument(
+        "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logs on stderr (-v info, -vv debug)"
+    )
 
-    speak = sub.add_parser("speak", help="synthesize TEXT to a WAV file")
+    speak = sub.add_parser("speak", parents=[verbose], help="synthesize TEXT to a WAV file")
     speak.add_argument("text", help="the text to speak")
     speak.add_argument("--voice", default="Cherry", help="system voice (default: Cherry)")
     speak.add_argument("--instruction", help="style instruction (selects an instruct model)")
@@ -61,11 +68,11 @@ def _build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--json", action="store_true", help="print the JSON response instead of the path")
     speak.add_argument("--chunks", action="store_true", help="with --json, include the base64 PCM chunks")
 
-    voices = sub.add_parser("voices", help="list models and their voices")
+    voices = sub.add_parser("voices", parents=[verbose], help="list models and their voices")
     voices.add_argument("--model", help="only this model")
     voices.add_argument("--json", action="store_true", help="print JSON")
 
-    emulator = sub.add_parser("emulator", help="run the local DashScope emulator")
+    emulator = sub.add_parser("emulator", parents=[verbose], help="run the local DashScope emulator")
     emulator.add_argument("--host", default="127.0.0.1")
     emulator.add_argument("--port", type=_port, default=0, help="port (default: any free port)")
     emulator.add_argument("--latency-ms", type=float, default=0.0, help="delay before the first audio delta")
@@ -108,7 +115,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     probe_module.add_arguments(probe, verbose_default=argparse.SUPPRESS)  # -v may come before or after
 
-    serve = sub.add_parser("serve", help="run the MCP server (stdio by default)")
+    serve = sub.add_parser("serve", parents=[verbose], help="run the MCP server (stdio by default)")
     serve.add_argument(
         "--transport", default="stdio", choices=("stdio", "http"), help="stdio (default) or Streamable HTTP at /mcp"
     )
@@ -250,7 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "probe": _cmd_probe,
     }
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        sys.stdout.flush()  # a closed stdout shows here, inside the handler below, not at exit
+        return code
+    except BrokenPipeError:
+        return stdout_closed()
     except LocalError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

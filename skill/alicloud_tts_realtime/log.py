@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
-__all__ = ["LOGGER_NAME", "configure_logging"]
+__all__ = ["EXIT_STDOUT_CLOSED", "LOGGER_NAME", "configure_logging", "stdout_closed"]
 
 LOGGER_NAME = "alicloud_tts_realtime"
+EXIT_STDOUT_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a program killed by a closed pipe
 
 
 def configure_logging(verbosity: int = 0) -> None:
@@ -26,3 +28,20 @@ def configure_logging(verbosity: int = 0) -> None:
         # (code 1000) - goodbye") and refused handshakes (with their headers) at ERROR; our errors
         # already say what failed, so it speaks only with -vv.
         logging.getLogger("websocket").setLevel(logging.CRITICAL)
+
+
+def stdout_closed() -> int:
+    """Handle a :class:`BrokenPipeError` on stdout in an entry point: exit quietly, no traceback.
+
+    The reader went away (``voices --json | head -1``). stdout is pointed at ``/dev/null`` so that
+    the interpreter's final flush does not fail a second time (the recipe of the Python docs,
+    "Note on SIGPIPE"). Returns :data:`EXIT_STDOUT_CLOSED`.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real file descriptor behind sys.stdout
+        pass
+    finally:
+        os.close(devnull)
+    return EXIT_STDOUT_CLOSED

@@ -102,6 +102,29 @@ class _BearerTokenMiddleware:
         await self._app(scope, receive, send)
 
 
+class _PostOnlyMiddleware:
+    """Answer ``GET`` and ``DELETE`` on ``/mcp`` with ``405`` and ``Allow: POST``.
+
+    The server is stateless: it has no stream to open for a ``GET`` (the SDK would answer 200
+    ``text/event-stream`` and then hold the connection open forever) and no session to delete.
+    """
+
+    def __init__(self, app: ASGIApp, path: str = MCP_PATH) -> None:
+        self._app = app
+        self._paths = (path, path + "/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self._paths and scope["method"] in ("GET", "DELETE"):
+            response = JSONResponse(
+                {"error": "method_not_allowed", "error_description": "This stateless MCP endpoint takes POST only."},
+                status_code=405,
+                headers={"Allow": "POST"},
+            )
+            await response(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+
 def build_http_app(server: MCPServer[Any], options: ServerOptions, *, host: str = "127.0.0.1") -> ASGIApp:
     """The Streamable HTTP app: ``/mcp`` (stateless) and ``/healthz``, behind the bearer token if set.
 
@@ -126,8 +149,10 @@ def build_http_app(server: MCPServer[Any], options: ServerOptions, *, host: str 
             allowed_hosts=[f"{name}:*" for name in names],
             allowed_origins=[f"http://{name}:*" for name in names],
         )
-    app: ASGIApp = server.streamable_http_app(
-        streamable_http_path=MCP_PATH, stateless_http=True, host=host, transport_security=security
+    app: ASGIApp = _PostOnlyMiddleware(
+        server.streamable_http_app(
+            streamable_http_path=MCP_PATH, stateless_http=True, host=host, transport_security=security
+        )
     )
     if options.auth_token is not None:
         app = _BearerTokenMiddleware(app, options.auth_token)

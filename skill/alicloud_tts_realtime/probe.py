@@ -30,6 +30,7 @@ import asyncio
 import json
 import logging
 import platform
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -113,11 +114,16 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the probe with ``argv`` (default: ``sys.argv[1:]``) and return the exit code."""
-    from .log import configure_logging
+    from .log import configure_logging, stdout_closed
 
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose)
-    return run(args)
+    try:
+        code = run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return stdout_closed()
+    return code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,12 +156,23 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
-def missing_dependency(name: str | None) -> str:
-    """The hint for a dependency missing from this Python (a copied skill folder, a bare python3)."""
+def missing_dependency(name: str | None, folder: Path | None = None) -> str:
+    """The hint for a dependency missing from this Python (a copied skill folder, a bare python3).
+
+    The package is not on PyPI, so the hint installs the project folder itself: ``folder``
+    (default: the one holding this package, ``<folder>/skill/alicloud_tts_realtime``).
+    """
     top = (name or "?").split(".")[0]
+    folder = folder or Path(__file__).absolute().parents[2]
+    if not (folder / "pyproject.toml").is_file():
+        return (
+            f"missing Python package {top!r}; reinstall alicloud-ai-audio-tts-realtime with its dependencies "
+            "from its project folder (pip install -e '<folder>[offline]')"
+        )
+    quoted = shlex.quote(f"{folder}[offline]")
     return (
-        f"missing Python package {top!r}; install the package with its dependencies: pip install -e . "
-        "in the skill's folder (or pip install alicloud-ai-audio-tts-realtime)"
+        f"missing Python package {top!r}; install the skill folder with its dependencies: pip install -e {quoted} "
+        f"(or run it without installing: uvx --from {shlex.quote(str(folder))} alicloud-tts-realtime …)"
     )
 
 
@@ -390,10 +407,11 @@ async def _probe(args: argparse.Namespace) -> tuple[dict[str, Any], int, str | N
         else:
             catalog.http_model_info(fallback_model)
         if settings.api_key is None:  # reported before anything is sent; the probe has no offline mode
+            note = f" ({settings.key_note})" if settings.key_note else ""
             raise errors.ConfigurationError(
-                "No DashScope API key: set DASHSCOPE_API_KEY, or dashscope_api_key in ~/.alibabacloud/credentials; "
-                "to try the probe without an account, run alicloud-tts-realtime emulator and set the three "
-                "variables it prints."
+                "No DashScope API key: set DASHSCOPE_API_KEY, or dashscope_api_key in ~/.alibabacloud/credentials"
+                f"{note}; to try the probe without an account, run alicloud-tts-realtime emulator and set the "
+                "three variables it prints."
             )
     except LocalError as exc:
         probe["error"] = _error(exc)
@@ -411,13 +429,9 @@ async def _probe(args: argparse.Namespace) -> tuple[dict[str, Any], int, str | N
     probe["runtime"] = await _runtime(request, settings, skip=None if args.sdk_check else "--no-sdk-check")
     if probe["ok"]:
         return report, EXIT_OK, None
+    # The same stage as the JSON's "stage": the furthest one reached before the failure.
     reached = probe["stage"]
-    if reached is None:
-        where = f"at {STAGES[0]}"
-    elif reached == STAGES[-1]:
-        where = f"after {reached}"  # the session ended, then the audio could not be used (saved, …)
-    else:
-        where = f"at {STAGES[STAGES.index(reached) + 1]} (after {reached})"
+    where = f"before stage {STAGES[0]}" if reached is None else f"after stage {reached}"
     message = f"realtime probe failed {where}: {error['message'].rstrip('.')}"
     fallback_ok = False
     if args.fallback:

@@ -45,6 +45,8 @@ class Settings:
         output_dir: Base output directory (``OUTPUT_DIR``); audio goes to :attr:`audio_dir`.
         connect_timeout: Seconds allowed for the handshake and ``session.created``.
         idle_timeout: Seconds of silence from the service allowed while synthesizing.
+        key_note: Why no key was found when that is likely a mistake, e.g. a credentials profile
+            with AccessKey credentials but no ``dashscope_api_key``; said wherever "no key" is.
     """
 
     api_key: SecretStr | None = None
@@ -56,6 +58,7 @@ class Settings:
     output_dir: Path = field(default_factory=lambda: Path("output"))
     connect_timeout: float = 10.0
     idle_timeout: float = 20.0
+    key_note: str | None = None
 
     @property
     def audio_dir(self) -> Path:
@@ -79,15 +82,18 @@ class Settings:
             ConfigurationError: No key is configured.
         """
         if self.api_key is None:
+            note = f" ({self.key_note})" if self.key_note else ""
             raise ConfigurationError(
                 "No DashScope API key: set DASHSCOPE_API_KEY, or dashscope_api_key in "
-                "~/.alibabacloud/credentials (or use the offline engine)."
+                f"~/.alibabacloud/credentials (or use the offline engine){note}."
             )
         return "Bearer " + self.api_key.get_secret_value()
 
 
 KEY_OPTIONS = ("dashscope_api_key", "DASHSCOPE_API_KEY")
 """Option names holding the DashScope key in a credentials section, in order of precedence."""
+ACCESS_KEY_OPTIONS = frozenset({"access_key_id", "accesskeyid", "access_key_secret", "accesskeysecret"})
+"""Option names (lower case) of an Alibaba Cloud AccessKey pair, which DashScope does not take."""
 
 
 def _read_credentials(path: Path) -> configparser.ConfigParser | None:
@@ -177,6 +183,23 @@ def _key_from_credentials(path: Path, profile: str, selected_by: str | None) -> 
     return None
 
 
+def _access_key_note(path: Path, profile: str) -> str | None:
+    """A note when section ``profile`` of ``path`` has AccessKey credentials but no DashScope key.
+
+    AccessKey pairs sign OpenAPI calls; DashScope needs its own API key, so such a profile is a
+    likely mistake that would otherwise fall back to the offline engine without a word.
+    """
+    parser = _read_credentials(path)
+    if parser is None or not parser.has_section(profile):
+        return None
+    if not {option.lower() for option in parser[profile]} & ACCESS_KEY_OPTIONS:
+        return None
+    return (
+        f"profile [{profile}] in {path} has AccessKey credentials but no dashscope_api_key; "
+        "DashScope needs its own API key (sk-…) there or in DASHSCOPE_API_KEY"
+    )
+
+
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
     problem = f"{name} must be a {' or '.join(schemes)} URL, got {value!r}"
     try:
@@ -240,6 +263,7 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
 
     key = env.get("DASHSCOPE_API_KEY", "").strip() or None
     source = "env DASHSCOPE_API_KEY" if key else None
+    note: str | None = None
     if key is None:
         profile, selected_by = "default", None
         for variable in ("ALIBABA_CLOUD_PROFILE", "ALICLOUD_PROFILE"):
@@ -249,6 +273,7 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
         path = home / ".alibabacloud" / "credentials"
         key = _key_from_credentials(path, profile, selected_by)
         source = f"{path} [{profile}]" if key else None
+        note = None if key else _access_key_note(path, profile)
 
     if key is not None and source is not None:
         _check_header_value(f"The API key from {source}", key)
@@ -276,4 +301,5 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
         realtime_url=realtime_url,
         http_base_url=http_url,
         output_dir=_output_dir(env.get("OUTPUT_DIR", "").strip() or "output", home),
+        key_note=note,
     )

@@ -42,6 +42,8 @@ def select_engine(settings: Settings, choice: str = "auto") -> tuple[Engine, str
             choice, reason = "realtime", f"auto: realtime, because an API key is configured ({settings.key_source})"
         else:
             choice, reason = "offline", "auto: offline (eSpeak NG), because no DashScope API key is configured"
+            if settings.key_note:
+                reason += f" ({settings.key_note})"
     else:
         reason = f"{choice}: requested"
     if choice in ("realtime", "fallback", "http", "sdk"):

@@ -49,6 +49,7 @@ from ..errors import (
 from ..models import AudioChunk, FinishReason, SpeechRequest, SynthesisOutcome
 from ..settings import Settings
 from .base import Capabilities, Engine, StreamItem
+from .realtime import _endpoint, _host
 
 __all__ = ["GENERATION_PATH", "HttpEngine", "SseFrame", "SseParser", "map_httpx_errors"]
 
@@ -142,21 +143,23 @@ class SseParser:
 
 
 @contextlib.contextmanager
-def map_httpx_errors(*, got_audio: Callable[[], bool] = lambda: False) -> Iterator[None]:
+def map_httpx_errors(*, url: str | None = None, got_audio: Callable[[], bool] = lambda: False) -> Iterator[None]:
     """Translate httpx exceptions into this package's errors, once, here.
 
     Every httpx exception carries the request, whose headers hold the API key, so causes are
     dropped (``from None``) and only the exception type is named.
 
     Args:
+        url: The endpoint, whose ``host:port`` (never its path or query) the messages name.
         got_audio: Tells whether audio was already received, which turns a network failure into
             a mid-stream drop.
     """
     httpx = _import_httpx()
+    where = f" at {_host(url)}" if url else ""
     try:
         yield
     except (httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-        raise ConnectionFailedError(f"Cannot reach the HTTP API ({type(exc).__name__}).") from None
+        raise ConnectionFailedError(f"Cannot reach the HTTP API{where} ({type(exc).__name__}).") from None
     except httpx.TimeoutException as exc:
         raise ResponseTimeoutError(f"The HTTP API went silent ({type(exc).__name__}).") from None
     except (httpx.InvalidURL, httpx.UnsupportedProtocol):
@@ -166,7 +169,7 @@ def map_httpx_errors(*, got_audio: Callable[[], bool] = lambda: False) -> Iterat
     except httpx.HTTPError as exc:  # transport errors, a body cut short, undecodable content
         if got_audio():
             raise ConnectionFailedError(f"The HTTP stream dropped mid-audio ({type(exc).__name__}).") from None
-        raise ConnectionFailedError(f"Cannot reach the HTTP API ({type(exc).__name__}).") from None
+        raise ConnectionFailedError(f"Cannot reach the HTTP API{where} ({type(exc).__name__}).") from None
 
 
 async def _frames(response: Any) -> AsyncGenerator[SseFrame, None]:
@@ -318,7 +321,8 @@ class HttpEngine(Engine):
         characters: int | None = None
         request_id: str | None = None
         logger.info("http synthesis start: model=%s voice=%s", body["model"], request.voice)
-        with map_httpx_errors(got_audio=lambda: got_audio):
+        logger.debug("http endpoint: %s", _endpoint(self.url))
+        with map_httpx_errors(url=self.url, got_audio=lambda: got_audio):
             async with client.stream("POST", self.url, json=body, headers=headers) as response:
                 request_id = response.headers.get("x-request-id")
                 if response.status_code != 200:

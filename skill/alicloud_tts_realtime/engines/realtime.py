@@ -75,6 +75,11 @@ def _host(url: str | None) -> str:
     return f"{host}:{port}"
 
 
+def _endpoint(url: str) -> str:
+    """``host:port/path`` of a URL, for logs: never the user info or the query."""
+    return f"{_host(url)}{urlsplit(url).path or '/'}"
+
+
 def _upgrade_on(url: str | None) -> str:
     """The start of a sentence naming host, port and path of ``url``, never its query."""
     if not url:
@@ -269,6 +274,7 @@ class RealtimeEngine(Engine):
         url = build_url(settings.realtime_url, request.model)
         utterance = Utterance(self.session_config(request, self._mode), request.text)
 
+        logger.debug("realtime endpoint: %s", _endpoint(url))
         with map_websocket_errors(url=url):
             try:
                 ws = await connect(
@@ -297,8 +303,11 @@ class RealtimeEngine(Engine):
                             f"No event from the service for {settings.idle_timeout:g} s "
                             f"while the session was {utterance.core.state.value}."
                         ) from None
-                    sends, audio = utterance.receive(p.parse_server_event(frame))
+                    received = p.parse_server_event(frame)
+                    logger.debug("received %s", received.type)  # event types only: never audio or the key
+                    sends, audio = utterance.receive(received)
                     for event in sends:
+                        logger.debug("sending %s", event.type)
                         await ws.send(p.dump_event(event))
                     for pcm in audio:
                         if logger.isEnabledFor(logging.DEBUG):
