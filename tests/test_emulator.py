@@ -622,7 +622,7 @@ def test_core_knobs_for_the_open_questions() -> None:
     assert isinstance(echo[0], p.SessionUpdated) and echo[0].session.volume == 80
     assert (echo[0].session.model_extra or {})["enable_tn"] is True
 
-    strict = core_with(queue_commits=False)
+    strict = core_with(commit_while_responding="reject")
     strict.receive(p.SessionUpdate(session=p.SessionConfig(voice="Cherry", mode="commit")))
     for text in ("One.", "Two."):
         strict.receive(p.InputTextBufferAppend(text=text))

@@ -103,6 +103,44 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=("close", "error"),
         help="an unknown model: close silently after session.created (observed, default) or send an error",
     )
+    faults.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="a scripted fault, repeatable: conn=N and response=N pick the 1-based connection and response "
+        "(default: every one), then drop-after=N, fail-after=N, reject=STATUS, throttle or close-idle; "
+        "e.g. conn=1:drop-after=2 or conn=2:response=1:fail-after=0",
+    )
+    limits = emulator.add_argument_group("limits and choices where the real service is unknown")
+    limits.add_argument(
+        "--idle-close-s",
+        type=float,
+        metavar="S",
+        help="close 1000 'idle timeout' after S seconds without client events",
+    )
+    limits.add_argument(
+        "--max-connections", type=int, metavar="N", help="refuse upgrades beyond N open connections with HTTP 429"
+    )
+    limits.add_argument(
+        "--commit-while-responding",
+        default="queue",
+        choices=("queue", "reject"),
+        help="a commit during a response: queued after it (default) or rejected with an error",
+    )
+    limits.add_argument(
+        "--max-commit-chars", type=int, metavar="N", help="answer a commit of more than N characters with an error"
+    )
+    limits.add_argument(
+        "--max-session-records", type=int, default=64, metavar="N", help="connection records kept (default 64)"
+    )
+    limits.add_argument(
+        "--max-events-per-session",
+        type=int,
+        default=256,
+        metavar="N",
+        help="events kept per connection record (default 256)",
+    )
 
     from .engines import ENGINE_CHOICES
 
@@ -210,7 +248,7 @@ def _port(value: str) -> int:
 
 
 def _cmd_emulator(args: argparse.Namespace) -> int:
-    from .emulator import EmulatorConfig, run_emulator
+    from .emulator import EmulatorConfig, parse_fault, run_emulator
 
     config = EmulatorConfig(
         api_key=args.api_key,
@@ -223,6 +261,13 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         fail_after_chunks=args.fail_after_chunks,
         drop_after_chunks=args.drop_after_chunks,
         unknown_model=args.unknown_model,
+        faults=tuple(parse_fault(spec) for spec in args.fault),
+        idle_close_s=args.idle_close_s,
+        max_connections=args.max_connections,
+        commit_while_responding=args.commit_while_responding,
+        max_commit_chars=args.max_commit_chars,
+        max_session_records=args.max_session_records,
+        max_events_per_session=args.max_events_per_session,
     )
 
     def ready(emulator: object) -> None:
@@ -230,6 +275,7 @@ def _cmd_emulator(args: argparse.Namespace) -> int:
         print(f"  DASHSCOPE_REALTIME_URL={emulator.url}", flush=True)  # type: ignore[attr-defined]
         print(f"  DASHSCOPE_HTTP_BASE_URL={emulator.http_base_url}", flush=True)  # type: ignore[attr-defined]
         print(f"  DASHSCOPE_API_KEY={args.api_key}", flush=True)
+        print(f"  stats: GET {emulator.stats_url}", flush=True)  # type: ignore[attr-defined]
 
     asyncio.run(run_emulator(config, args.host, args.port, ready))
     return EXIT_OK

@@ -2,8 +2,12 @@
 
 ``async with serve_emulator(EmulatorConfig(...)) as emulator:`` serves the realtime WebSocket on
 ``emulator.url`` (port 0 picks a free port; the handle reports the real one), and the
-non-realtime HTTP API on ``emulator.http_base_url`` (:mod:`.http_api`), until the block ends. :func:`run_emulator` serves until cancelled, for the CLI. Behaviour follows the emulator
-checklist of ``dashscope-protocol.md`` §9; :class:`EmulatorConfig` holds every knob.
+non-realtime HTTP API on ``emulator.http_base_url`` (:mod:`.http_api`), until the block ends.
+:func:`run_emulator` serves until cancelled, for the CLI. Behaviour follows the emulator
+checklist of ``dashscope-protocol.md`` §9; :class:`EmulatorConfig` holds every knob and
+:class:`Fault` scripts faults for chosen connections. Counters are on the handle
+(:attr:`Emulator.stats`) and, for tests in other processes, at ``GET /_emulator/stats``
+(:attr:`Emulator.stats_url`, same ``Authorization`` header as the service).
 
 Importing this package starts nothing and imports neither uvicorn nor Starlette.
 """
@@ -17,7 +21,8 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError
-from .config import AudioMode, EmulatorConfig
+from .config import AudioMode, CommitWhileResponding, EmulatorConfig, Fault, parse_fault
+from .stats import STATS_PATH, EmulatorStats
 
 if TYPE_CHECKING:
     import uvicorn
@@ -25,7 +30,17 @@ if TYPE_CHECKING:
 
     from .server import EmulatorState, SessionRecord
 
-__all__ = ["AudioMode", "Emulator", "EmulatorConfig", "run_emulator", "serve_emulator"]
+__all__ = [
+    "AudioMode",
+    "CommitWhileResponding",
+    "Emulator",
+    "EmulatorConfig",
+    "EmulatorStats",
+    "Fault",
+    "parse_fault",
+    "run_emulator",
+    "serve_emulator",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -60,14 +75,47 @@ class Emulator:
         return f"http://{self._netloc}/api/v1"
 
     @property
+    def stats_url(self) -> str:
+        """``http://host:port/_emulator/stats``: :attr:`stats` as JSON (send the same ``Authorization``)."""
+        return f"http://{self._netloc}{STATS_PATH}"
+
+    @property
     def open_sessions(self) -> int:
         """WebSocket sessions currently open."""
-        return self._state.open_sessions
+        return self._state.stats.open_sessions
+
+    @property
+    def peak_open_sessions(self) -> int:
+        """The most WebSocket connections that were open at once."""
+        return self._state.stats.peak_open_sessions
+
+    @property
+    def connections_total(self) -> int:
+        """WebSocket connections accepted since the start (refused upgrades not included)."""
+        return self._state.stats.connections_total
+
+    @property
+    def commits(self) -> int:
+        """Commits accepted since the start (answered with ``input_text_buffer.committed``)."""
+        return self._state.stats.commits
+
+    @property
+    def max_commit_chars_seen(self) -> int:
+        """The longest text one commit carried, in code points (rejected commits included)."""
+        return self._state.stats.max_commit_chars_seen
+
+    @property
+    def stats(self) -> EmulatorStats:
+        """Every counter (live: the emulator updates this object)."""
+        return self._state.stats
 
     @property
     def sessions(self) -> list[SessionRecord]:
-        """One record per connection attempt (refused ones included), oldest first."""
-        return self._state.sessions
+        """One record per recent connection attempt (refused ones included), oldest first.
+
+        At most ``config.max_session_records`` are kept; this is a copy.
+        """
+        return list(self._state.sessions)
 
     def __repr__(self) -> str:
         return f"<Emulator {self.url} open_sessions={self.open_sessions}>"

@@ -35,7 +35,8 @@ from .. import catalog
 from .. import protocol as p
 from ..audio import encode_chunk
 from ..errors import ProtocolViolationError
-from .config import EmulatorConfig
+from .config import IDLE_CLOSE_REASON, EmulatorConfig
+from .stats import EmulatorStats
 
 __all__ = [
     "Action",
@@ -48,6 +49,7 @@ __all__ = [
     "SessionState",
     "StartResponse",
     "billed_characters",
+    "bounded_append",
 ]
 
 THROTTLE_REASON = "To many requests. Your requests are being throttled..."  # sic, §3.8
@@ -134,6 +136,7 @@ class _Response:
     text: str
     response_format: str
     closed: bool
+    ordinal: int  # 1-based, per connection
     cancelled: bool = False
     audio_bytes: int = 0
     deltas: int = 0
@@ -176,6 +179,13 @@ def _is_ideograph(ch: str) -> bool:
     )
 
 
+def bounded_append(items: list[Any], item: Any, limit: int) -> None:
+    """Append ``item`` and drop the oldest entries beyond ``limit`` (records stay lists for tests)."""
+    items.append(item)
+    if len(items) > limit:
+        del items[: len(items) - limit]
+
+
 class EmulatorSession:
     """One emulated realtime session.
 
@@ -183,16 +193,31 @@ class EmulatorSession:
         config: The emulator's behaviour knobs.
         model: The ``?model=`` query value, possibly unknown or empty.
         default_voice: The voice announced in ``session.created`` (observed: ``Cherry``).
+        conn: The connection's 1-based ordinal, which scripted faults (:class:`~.config.Fault`) match.
+        stats: The emulator's counters, updated on each commit; a private set when omitted.
     """
 
-    def __init__(self, config: EmulatorConfig, model: str, default_voice: str = DEFAULT_VOICE) -> None:
+    def __init__(
+        self,
+        config: EmulatorConfig,
+        model: str,
+        default_voice: str = DEFAULT_VOICE,
+        *,
+        conn: int = 1,
+        stats: EmulatorStats | None = None,
+    ) -> None:
         self.config = config
         self.model = model
+        self.conn = conn
+        self.stats = stats if stats is not None else EmulatorStats()
         self.info = catalog.MODELS.get(model)
         self.session_id = p.new_id("sess")
         self.state = SessionState.CONFIGURING
+        # The most recent events only (config.max_events_per_session), so memory stays bounded.
         self.events_received: list[p.ClientEvent | p.UnknownEvent] = []
         self.deltas_sent = 0
+        self.responses_started = 0
+        self._close_when_idle = False
         self._settings = _Settings(voice=default_voice)
         self._buffer = ""
         self._responses: dict[str, _Response] = {}  # started and not yet finished, in order
@@ -202,7 +227,7 @@ class EmulatorSession:
 
     def opening(self) -> list[Action]:
         """What to do right after the upgrade: normally send ``session.created``."""
-        if self.config.throttle:
+        if any(fault.throttle for fault in self.config.faults_for(self.conn)):
             return [CloseConnection(1011, THROTTLE_REASON)]
         if self.info is None and self.config.unknown_model == "error":
             message = f"Model not found: {self.model!r} is not a realtime TTS model."
@@ -225,7 +250,7 @@ class EmulatorSession:
 
     def receive(self, event: p.ClientEvent | p.UnknownEvent) -> list[Action]:
         """Handle one parsed client event; errors keep the connection open (§3.8)."""
-        self.events_received.append(event)
+        bounded_append(self.events_received, event, self.config.max_events_per_session)
         if isinstance(event, p.UnknownEvent):
             event_id = event.raw.get("event_id")
             return [self._error(f"Unknown event type {event.type!r}.", event_id=_str_or_none(event_id), param="type")]
@@ -331,13 +356,21 @@ class EmulatorSession:
         return actions
 
     def _commit(self, event: p.InputTextBufferCommit) -> list[Action]:
+        # A rejected commit drops its text (emulator choice): the utterance failed, nothing of it stays.
         text, self._buffer = self._buffer, ""
+        limit = self.config.max_commit_chars
+        error: p.ErrorEvent | None = None
         if not text and self._open is None:
-            return [self._error("Input text buffer is empty; append text before committing.", event_id=event.event_id)]
-        if self._responses and self._settings.mode == "commit" and not self.config.queue_commits:
-            self._buffer = text
+            error = self._error("Input text buffer is empty; append text before committing.", event_id=event.event_id)
+        elif limit is not None and len(text) > limit:
+            message = f"Text is too long: the commit holds {len(text)} characters and at most {limit} are allowed."
+            error = self._error(message, event_id=event.event_id, param="text")
+        elif self._open is None and self._responses and self.config.commit_while_responding == "reject":
             message = "A response is already in progress; wait for response.done before committing again."
-            return [self._error(message, event_id=event.event_id)]
+            error = self._error(message, event_id=event.event_id)
+        self.stats.commit_seen(len(text), accepted=error is None)
+        if error is not None:
+            return [error]
         self.state = SessionState.STARTED
         return [p.InputTextBufferCommitted(), self._feed(text, final=True)]
 
@@ -419,7 +452,9 @@ class EmulatorSession:
             pitch_rate=s.pitch_rate or 1.0,
             volume=50 if s.volume is None else s.volume,
         )
-        response = _Response(start, text, s.response_format, closed=final)
+        self.responses_started += 1
+        self.stats.responses += 1
+        response = _Response(start, text, s.response_format, closed=final, ordinal=self.responses_started)
         self._responses[start.response_id] = response
         if not final:
             self._open = response
@@ -433,12 +468,24 @@ class EmulatorSession:
             p.ResponseContentPartAdded(response_id=ctx.response_id, item_id=ctx.item_id),
         ]
 
-    def before_delta(self) -> list[Action]:
-        """Fault injection before each delta: empty, or the actions that replace the delta."""
-        if self.config.drop_after_chunks is not None and self.deltas_sent >= self.config.drop_after_chunks:
-            return [DropConnection()]
-        if self.config.fail_after_chunks is not None and self.deltas_sent >= self.config.fail_after_chunks:
-            return self.server_failure("Internal server error while synthesizing (injected by the emulator).")
+    def before_delta(self, ctx: StartResponse | None = None) -> list[Action]:
+        """Fault injection before each delta of ``ctx`` (default: the running response).
+
+        Returns nothing, or the actions that replace the delta. A fault for one response counts
+        that response's deltas; a fault for every response counts the connection's.
+        """
+        response = self._responses.get(ctx.response_id) if ctx else next(iter(self._responses.values()), None)
+        for fault in self.config.faults_for(self.conn):
+            if fault.response is not None:
+                if response is None or fault.response != response.ordinal:
+                    continue
+                count = response.deltas
+            else:
+                count = self.deltas_sent
+            if fault.drop_after is not None and count >= fault.drop_after:
+                return [DropConnection()]
+            if fault.fail_after is not None and count >= fault.fail_after:
+                return self.server_failure("Internal server error while synthesizing (injected by the emulator).")
         return []
 
     def audio_delta(self, ctx: StartResponse, pcm: bytes) -> p.ResponseAudioDelta:
@@ -466,6 +513,8 @@ class EmulatorSession:
         response = self._responses.pop(ctx.response_id)
         if self._open is response:
             self._open = None
+        if any(fault.close_idle for fault in self.config.faults_for(self.conn, response.ordinal)):
+            self._close_when_idle = True
         usage = self._usage(response)
         item_status = "completed" if status == "completed" else "incomplete"
         # Observed (§3.4): output_item.done nests the token usage and has no content.
@@ -489,7 +538,14 @@ class EmulatorSession:
         ]
         if self.state is SessionState.FINISHING and not self._responses:
             actions.extend(self._finished())
+        if self._close_when_idle and not self._responses:
+            actions.append(CloseConnection(1000, IDLE_CLOSE_REASON))  # a scripted close of an idle socket
         return actions
+
+    @property
+    def responding(self) -> bool:
+        """Whether a response is running or queued (the connection is not idle)."""
+        return bool(self._responses)
 
     def server_failure(self, message: str) -> list[Action]:
         """A server error: an ``error`` of type ``server_error``, then close 1011 (§3.8)."""

@@ -16,6 +16,7 @@ import logging
 import math
 import secrets
 import uuid
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, field
@@ -28,8 +29,9 @@ from anyio.abc import TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
+from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -37,7 +39,7 @@ from .. import catalog
 from .. import protocol as p
 from ..errors import EngineUnavailableError, TTSError
 from ..models import AudioChunk, SpeechRequest
-from .config import EmulatorConfig
+from .config import IDLE_CLOSE_REASON, EmulatorConfig
 from .core import (
     Action,
     CancelResponse,
@@ -47,8 +49,10 @@ from .core import (
     EmulatorSession,
     Rechunker,
     StartResponse,
+    bounded_append,
 )
 from .signal import SpeechSignal
+from .stats import STATS_PATH, EmulatorStats
 
 if TYPE_CHECKING:
     from ..engines.base import Engine
@@ -91,7 +95,10 @@ _UNKNOWN_PATH = (404, "InvalidURL", "Invalid URL provided in your request.")
 class SessionRecord:
     """What the emulator saw of one connection attempt, for tests.
 
+    ``events`` and ``sent`` keep the most recent ``max_events_per_session`` entries only.
+
     Attributes:
+        conn: The connection's 1-based ordinal (upgrade requests on the realtime path, in order).
         model: The ``?model=`` query value ("" when absent).
         query: All query parameters.
         workspace: The ``X-DashScope-WorkSpace`` header.
@@ -106,6 +113,7 @@ class SessionRecord:
         closed_by: ``client`` or ``server``, once closed.
     """
 
+    conn: int
     model: str
     query: dict[str, str]
     workspace: str | None
@@ -231,13 +239,20 @@ def _speech_request(start: StartResponse, text: str) -> SpeechRequest | None:
 
 
 class EmulatorState:
-    """Shared state of one emulator: configuration, connection records, audio source."""
+    """Shared state of one emulator: configuration, counters, recent connection records, audio source.
+
+    Only the last ``config.max_session_records`` records are kept, so a long run stays small.
+    """
 
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
-        self.sessions: list[SessionRecord] = []
-        self.open_sessions = 0
+        self.sessions: deque[SessionRecord] = deque(maxlen=config.max_session_records)
+        self.stats = EmulatorStats()
         self.audio = AudioSource(config.audio)
+
+    @property
+    def open_sessions(self) -> int:
+        return self.stats.open_sessions
 
 
 def authorized(config: EmulatorConfig, authorization: str | None) -> bool:
@@ -274,7 +289,18 @@ def build_app(state: EmulatorState, extra_routes: Sequence[BaseRoute] = ()) -> S
         logger.info("Emulator refused an upgrade on unknown path %r", websocket.url.path)
         await websocket.send_denial_response(denial_response(*_UNKNOWN_PATH))
 
-    routes = [WebSocketRoute(REALTIME_PATH, realtime), *extra_routes, WebSocketRoute("/{path:path}", unknown_path)]
+    async def stats(request: Request) -> JSONResponse:
+        # The counters are harmless, but the same key as the service keeps one rule for the port.
+        if not authorized(state.config, request.headers.get("authorization")):
+            return denial_response(401)
+        return JSONResponse(state.stats.as_dict(), headers={"cache-control": "no-store"})
+
+    routes = [
+        WebSocketRoute(REALTIME_PATH, realtime),
+        Route(STATS_PATH, stats, methods=["GET"]),
+        *extra_routes,
+        WebSocketRoute("/{path:path}", unknown_path),
+    ]
     app = Starlette(routes=routes)
     app.state.emulator = state
     return app
@@ -323,9 +349,12 @@ def build_server(app: Starlette, host: str, port: int) -> uvicorn.Server:
 
 
 async def _serve_realtime(websocket: WebSocket, state: EmulatorState) -> None:
-    config = state.config
+    config, stats = state.config, state.stats
     headers = websocket.headers
+    stats.upgrade_requests += 1
+    conn = stats.upgrade_requests
     record = SessionRecord(
+        conn=conn,
         model=websocket.query_params.get("model", ""),
         query=dict(websocket.query_params),
         workspace=headers.get("x-dashscope-workspace"),
@@ -336,23 +365,26 @@ async def _serve_realtime(websocket: WebSocket, state: EmulatorState) -> None:
     if config.handshake_delay_ms:
         await anyio.sleep(config.handshake_delay_ms / 1000)
     # §2.3: a refused key is an HTTP answer to the upgrade, not an error event.
-    if config.reject_status is not None:
-        record.status = config.reject_status
-        await websocket.send_denial_response(denial_response(config.reject_status))
+    rejected = next((f.reject_status for f in config.faults_for(conn) if f.reject_status is not None), None)
+    if rejected is None and not authorized(config, headers.get("authorization")):
+        rejected = 401
+    if rejected is None and config.max_connections is not None and stats.open_sessions >= config.max_connections:
+        rejected = 429  # §12: concurrent connections are capped per account; the real answer is a guess
+        logger.info("Emulator refused connection %d: %d connections are open already", conn, stats.open_sessions)
+    if rejected is not None:
+        record.status = rejected
+        stats.refused_upgrades += 1
+        await websocket.send_denial_response(denial_response(rejected))
         return
-    if not authorized(config, headers.get("authorization")):
-        record.status = 401
-        await websocket.send_denial_response(denial_response(401))
-        return
-    core = EmulatorSession(config, record.model)
+    core = EmulatorSession(config, record.model, conn=conn, stats=stats)
     record.status, record.session_id, record.events = 101, core.session_id, core.events_received
-    await websocket.accept(headers=[(b"x-request-id", str(uuid.uuid4()).encode())])
-    state.open_sessions += 1
-    logger.info("Emulator session %s opened (model %r)", core.session_id, record.model)
+    stats.opened()  # before any await, so that max_connections counts this one at once
     try:
+        await websocket.accept(headers=[(b"x-request-id", str(uuid.uuid4()).encode())])
+        logger.info("Emulator session %s opened (connection %d, model %r)", core.session_id, conn, record.model)
         await _Connection(websocket, core, state.audio, record).run()
     finally:
-        state.open_sessions -= 1
+        stats.closed()
         logger.info("Emulator session %s closed (%s, code %s)", core.session_id, record.closed_by, record.close_code)
 
 
@@ -382,6 +414,7 @@ class _Connection:
         self._queue_in, self._queue_out = anyio.create_memory_object_stream[_Job](math.inf)
         self._ending: CloseConnection | DropConnection | None = None
         self._tg: TaskGroup | None = None
+        self._last_activity = anyio.current_time()  # the last client event or the end of a response
 
     @property
     def _task_group(self) -> TaskGroup:
@@ -396,6 +429,8 @@ class _Connection:
                 async with self._lock:
                     await self._perform(self._core.opening())
                 tg.start_soon(self._run_responses)
+                if self._config.idle_close_s is not None:
+                    tg.start_soon(self._close_when_idle, self._config.idle_close_s)
                 await self._read()
                 tg.cancel_scope.cancel()
         finally:
@@ -424,6 +459,7 @@ class _Connection:
                     self._record.close_reason = message.get("reason") or ""
                     self._record.closed_by = "client"
                 return
+            self._last_activity = anyio.current_time()
             frame = message.get("text")
             frame = frame if frame is not None else message.get("bytes", b"")
             async with self._lock:
@@ -458,6 +494,19 @@ class _Connection:
         if final:
             job.segments.close()
 
+    async def _close_when_idle(self, limit: float) -> None:
+        """Close 1000 "idle timeout" after ``limit`` seconds without client events or responses."""
+        while True:
+            now = anyio.current_time()
+            if self._jobs or self._core.responding:
+                self._last_activity = now  # busy: the idle time starts when the response ends
+            deadline = self._last_activity + limit
+            if now < deadline:
+                await anyio.sleep(deadline - now)
+                continue
+            async with self._lock:
+                await self._perform([CloseConnection(1000, IDLE_CLOSE_REASON)])
+
     async def _close_later(self, action: CloseConnection) -> None:
         await anyio.sleep(action.after_ms / 1000)
         async with self._lock:
@@ -472,7 +521,7 @@ class _Connection:
                 self._record.close_code, self._record.closed_by = 1006, "client"
             self._task_group.cancel_scope.cancel()
             await anyio.lowlevel.checkpoint()
-        self._record.sent.append(type_)
+        bounded_append(self._record.sent, type_, self._config.max_events_per_session)
 
     async def _run_responses(self) -> None:
         async for job in self._queue_out:
@@ -480,6 +529,7 @@ class _Connection:
                 await self._run_job(job)
             finally:
                 self._jobs.pop(job.start.response_id).close()
+                self._last_activity = anyio.current_time()
 
     async def _run_job(self, job: _Job) -> None:
         start, config = job.start, self._config
@@ -511,7 +561,7 @@ class _Connection:
         if delay > 0:
             await anyio.sleep(delay)
         async with self._lock:
-            injected = self._core.before_delta()
+            injected = self._core.before_delta(start)
             if injected:
                 await self._perform(injected)
             await self._send(self._core.audio_delta(start, chunk))
