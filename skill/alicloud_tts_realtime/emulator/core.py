@@ -9,7 +9,8 @@ clock. The I/O layer (:mod:`.server`) drives it:
    :class:`CancelResponse` to its response runner, and obey :class:`CloseConnection` /
    :class:`DropConnection`;
 3. for each response, in order: send :meth:`~EmulatorSession.begin_response`, then for each audio
-   chunk perform :meth:`~EmulatorSession.before_delta` (fault injection) and send
+   chunk perform :meth:`~EmulatorSession.before_delta` (fault injection, per connection and
+   response, :class:`~.config.Fault`) and send
    :meth:`~EmulatorSession.audio_delta`, and finally perform
    :meth:`~EmulatorSession.finish_response`.
 

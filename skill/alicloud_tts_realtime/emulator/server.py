@@ -5,8 +5,10 @@ same port, so other modules add their routes through ``build_app(state, extra_ro
 reuse :func:`authorized` and :func:`denial_response`.
 
 Per WebSocket connection, a reader loop feeds frames to the core and a response runner produces
-the audio of each response in order. Every send happens under one lock *together with* the core
-call that produced it, so the wire order is always the core's order.
+the audio of each response in order, and (with ``idle_close_s``) a watcher closes an idle
+connection. Every send happens under one lock *together with* the core call that produced it, so
+the wire order is always the core's order. Counters (:class:`.stats.EmulatorStats`) are served as
+JSON at ``GET /_emulator/stats`` with the same key as the realtime endpoint.
 """
 
 from __future__ import annotations
@@ -430,7 +432,7 @@ class _Connection:
                     await self._perform(self._core.opening())
                 tg.start_soon(self._run_responses)
                 if self._config.idle_close_s is not None:
-                    tg.start_soon(self._close_when_idle, self._config.idle_close_s)
+                    tg.start_soon(self._watch_idle, self._config.idle_close_s)
                 await self._read()
                 tg.cancel_scope.cancel()
         finally:
@@ -494,7 +496,7 @@ class _Connection:
         if final:
             job.segments.close()
 
-    async def _close_when_idle(self, limit: float) -> None:
+    async def _watch_idle(self, limit: float) -> None:
         """Close 1000 "idle timeout" after ``limit`` seconds without client events or responses."""
         while True:
             now = anyio.current_time()
