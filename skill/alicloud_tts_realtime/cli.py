@@ -1,4 +1,4 @@
-"""Command line: ``alicloud-tts-realtime speak | voices | emulator | serve | probe``.
+"""Command line: ``alicloud-tts-realtime speak | batch | voices | emulator | serve | probe``.
 
 Results go to stdout; diagnostics and the one-line error go to stderr.
 
@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__, catalog
 from . import probe as probe_module
@@ -67,6 +69,8 @@ def _build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--output", type=Path, help="WAV path (default: OUTPUT_DIR/ai-audio-tts-realtime/audio/…)")
     speak.add_argument("--json", action="store_true", help="print the JSON response instead of the path")
     speak.add_argument("--chunks", action="store_true", help="with --json, include the base64 PCM chunks")
+
+    _add_batch_parser(sub, verbose)
 
     voices = sub.add_parser("voices", parents=[verbose], help="list models and their voices")
     voices.add_argument("--model", help="only this model")
@@ -213,6 +217,131 @@ def _cmd_speak(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_batch_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
+    from .batch import FORMATS
+    from .engines import ENGINE_CHOICES
+
+    batch = sub.add_parser(
+        "batch",
+        parents=[verbose],
+        help="synthesize every line of a JSON Lines file to its own file (resumable, paced)",
+        description="Synthesize each line of INPUT, a JSON object with 'id' and 'text' (and optionally 'voice', "
+        "'instruction', 'model', 'sample_rate', 'language_type', overriding the flags), to DIR/<id>.wav. The whole "
+        "input is checked first; DIR/manifest.jsonl records each finished item, and running the same command "
+        "again skips what is done and retries what failed.",
+        epilog="Exit codes: 0 all items ok; 1 some failed; 2 invalid input or usage (nothing was sent); "
+        "130 interrupted (rerun to resume).",
+    )
+    batch.add_argument("input", type=Path, metavar="INPUT.jsonl", help="one JSON object per line")
+    batch.add_argument("--out-dir", type=Path, required=True, metavar="DIR", help="where the files and manifest go")
+    batch.add_argument(
+        "--concurrency", type=_positive_int, metavar="N", help="items at once (default: DASHSCOPE_MAX_CONNECTIONS, 3)"
+    )
+    batch.add_argument(
+        "--rpm", type=_positive_float, metavar="N", help="at most N sessions started per minute, evenly spaced"
+    )
+    batch.add_argument("--voice", default="Cherry", help="voice for items without one (default: Cherry)")
+    batch.add_argument("--instruction", help="style instruction for items without one")
+    batch.add_argument("--model", help=f"model for items without one (default: {catalog.DEFAULT_MODEL})")
+    batch.add_argument("--sample-rate", type=int, choices=catalog.SAMPLE_RATES, help="for items without one")
+    batch.add_argument("--language-type", help="language hint for items without one")
+    batch.add_argument("--engine", default="auto", choices=ENGINE_CHOICES, help="as for speak (default: auto)")
+    batch.add_argument("--format", default="wav", choices=FORMATS, help="output format (default: wav)")
+    batch.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+
+
+def _positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {number}")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number above 0, not {value}")
+    return number
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    import signal
+
+    from .batch import BatchTally, check_input, read_input, synthesize_batch
+    from .engines import select_engine
+    from .errors import InvalidInputError
+    from .progress import show_progress
+    from .settings import load_settings
+
+    defaults = {
+        "voice": args.voice,
+        "instruction": args.instruction,
+        "model": args.model,
+        "sample_rate": args.sample_rate,
+        "language_type": args.language_type,
+    }
+    try:
+        total = check_input(args.input, defaults)  # the whole file, before any connection
+    except InvalidInputError as exc:
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        if exc.count > len(exc.problems):
+            print(f"  … and {exc.count - len(exc.problems)} more", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = load_settings()
+    engine, reason = select_engine(settings, args.engine)
+    print(f"engine: {reason}", file=sys.stderr)
+    tally = BatchTally(total=total)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM)
+        for number in signals:
+            try:
+                loop.add_signal_handler(number, stop.set)
+            except NotImplementedError:  # Windows: no loop signal handlers
+                signal.signal(number, lambda *_: loop.call_soon_threadsafe(stop.set))
+        try:
+            async with engine, show_progress(tally):
+                results = synthesize_batch(
+                    read_input(args.input, defaults),
+                    args.out_dir,
+                    engine=engine,
+                    concurrency=args.concurrency or settings.max_connections,
+                    rpm=args.rpm,
+                    audio_format=args.format,
+                    stop=stop,
+                )
+                async with contextlib.aclosing(results):
+                    async for result in results:
+                        tally.add(result)
+                        if result.status == "failed":
+                            logger.warning("%s failed: %s", result.id, result.error)
+        finally:
+            for number in signals:
+                with contextlib.suppress(NotImplementedError):
+                    loop.remove_signal_handler(number)
+            tally.interrupted = stop.is_set()
+
+    asyncio.run(run())
+    print(tally.summary_line(), file=sys.stderr)
+    if args.json:
+        print(json.dumps(tally.summary()))
+    if tally.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if tally.failed else EXIT_OK
+
+
 def _cmd_voices(args: argparse.Namespace) -> int:
     models = [catalog.model_info(args.model)] if args.model else list(catalog.MODELS.values())
     if args.json:
@@ -297,6 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.verbose)
     handlers = {
         "speak": _cmd_speak,
+        "batch": _cmd_batch,
         "voices": _cmd_voices,
         "emulator": _cmd_emulator,
         "serve": _cmd_serve,

@@ -10,6 +10,7 @@ attempt may succeed; it never retries once audio has reached the caller.
     TTSError (retryable=False)
     ├── LocalError                      bad input or configuration; nothing was sent
     │   ├── InvalidRequestError         (also ValueError) text, voice, model, sample rate …
+    │   │   └── InvalidInputError       a batch input file with problems, each with its line number
     │   ├── ConfigurationError          missing key, malformed credentials file, bad URL
     │   ├── EngineUnavailableError      an optional engine's dependency is not installed
     │   └── InvalidStateError           an object used in the wrong state ("session is finished")
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigurationError",
     "ConnectionFailedError",
     "EngineUnavailableError",
+    "InvalidInputError",
     "InvalidRequestError",
     "InvalidStateError",
     "LocalError",
@@ -81,6 +83,20 @@ class InvalidRequestError(LocalError, ValueError):
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+class InvalidInputError(InvalidRequestError):
+    """A batch input file has problems; nothing was sent.
+
+    Attributes:
+        problems: The first problems found, each a sentence starting with its line number.
+        count: How many problems there are in all (``len(problems)`` or more).
+    """
+
+    def __init__(self, message: str, *, problems: tuple[str, ...], count: int) -> None:
+        super().__init__(message, field="input")
+        self.problems = problems
+        self.count = count
 
 
 class ConfigurationError(LocalError):

@@ -47,6 +47,8 @@ class Settings:
         idle_timeout: Seconds of silence from the service allowed while synthesizing.
         key_note: Why no key was found when that is likely a mistake, e.g. a credentials profile
             with AccessKey credentials but no ``dashscope_api_key``; said wherever "no key" is.
+        max_connections: Realtime connections open at once (``DASHSCOPE_MAX_CONNECTIONS``); personal
+            accounts get 3, counted over every key and workspace of the root account.
     """
 
     api_key: SecretStr | None = None
@@ -59,6 +61,7 @@ class Settings:
     connect_timeout: float = 10.0
     idle_timeout: float = 20.0
     key_note: str | None = None
+    max_connections: int = 3
 
     @property
     def audio_dir(self) -> Path:
@@ -237,6 +240,26 @@ def _check_header_value(what: str, value: str) -> None:
             )
 
 
+MAX_CONNECTIONS_LIMIT = 100
+
+
+def _max_connections(value: str) -> int:
+    """``DASHSCOPE_MAX_CONNECTIONS`` as a number of connections: 3 when unset, else 1–100."""
+    value = value.strip()
+    if not value:
+        return 3
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= MAX_CONNECTIONS_LIMIT:
+        raise ConfigurationError(
+            f"DASHSCOPE_MAX_CONNECTIONS must be a whole number from 1 to {MAX_CONNECTIONS_LIMIT}, "
+            f"got {value[:20]!r}; personal accounts get 3."
+        )
+    return number
+
+
 def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
     """Read settings from the environment and the Alibaba Cloud credentials file.
 
@@ -248,7 +271,8 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
     the file exists); a missing ``default`` section just means no key. Region: ``DASHSCOPE_REGION`` (``cn-beijing`` default, or ``ap-southeast-1``). Endpoints:
     ``DASHSCOPE_REALTIME_URL`` replaces the realtime endpoint, ``DASHSCOPE_HTTP_BASE_URL`` the HTTP
     base. ``DASHSCOPE_WORKSPACE`` sets the workspace, ``OUTPUT_DIR`` the output directory (a leading ``~``
-    is expanded, ``~`` itself against ``home``).
+    is expanded, ``~`` itself against ``home``). ``DASHSCOPE_MAX_CONNECTIONS`` (default 3) bounds
+    the realtime connections open at once.
 
     Args:
         environ: Environment to read; defaults to ``os.environ``.
@@ -302,4 +326,5 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
         http_base_url=http_url,
         output_dir=_output_dir(env.get("OUTPUT_DIR", "").strip() or "output", home),
         key_note=note,
+        max_connections=_max_connections(env.get("DASHSCOPE_MAX_CONNECTIONS", "")),
     )
