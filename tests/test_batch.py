@@ -16,7 +16,6 @@ import signal
 import sys
 import time
 import wave
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,7 @@ from alicloud_tts_realtime.batch import (
     read_input,
     synthesize_batch,
 )
-from alicloud_tts_realtime.emulator import Emulator, EmulatorConfig, serve_emulator
+from alicloud_tts_realtime.emulator import Emulator, EmulatorConfig, Fault, serve_emulator
 from alicloud_tts_realtime.engines.offline import OfflineEngine
 from alicloud_tts_realtime.engines.realtime import RealtimeEngine
 from alicloud_tts_realtime.errors import ConfigurationError, InvalidInputError, InvalidRequestError
@@ -50,8 +49,9 @@ TEXTS = ["Good morning.", "The quick brown fox.", "Batch number {n}.", "One more
 
 @pytest.fixture
 def emulator_config() -> EmulatorConfig:
-    # Paced a little, so that items are in flight when the batch is interrupted.
-    return EmulatorConfig(audio="signal", latency_ms=30, rtf=0.15)
+    # Paced a little, so that items are in flight when the batch is interrupted; like a personal
+    # account, a fourth connection at once would be refused (HTTP 429).
+    return EmulatorConfig(audio="signal", latency_ms=30, rtf=0.15, max_connections=3)
 
 
 def write_input(path: Path, count: int, **extra: Any) -> list[dict[str, Any]]:
@@ -100,26 +100,6 @@ async def finish(process: asyncio.subprocess.Process, timeout: float = 60) -> tu
     out, err = await asyncio.wait_for(process.communicate(), timeout)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-@contextlib.asynccontextmanager
-async def peak_sockets(emulator: Emulator) -> AsyncIterator[Callable[[], int]]:
-    """The most sessions the emulator held open at once while the block ran (sampled every 2 ms)."""
-    peak = 0
-
-    async def sample() -> None:
-        nonlocal peak
-        while True:
-            peak = max(peak, emulator.open_sessions)
-            await asyncio.sleep(0.002)
-
-    task = asyncio.ensure_future(sample())
-    try:
-        yield lambda: peak
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def wait_for_ok_lines(directory: Path, count: int, timeout: float = 30) -> None:
@@ -211,7 +191,7 @@ async def test_bad_input_exits_2_naming_both_lines_and_opens_no_connection(emula
     assert lines[0].startswith("  line 2: Voice 'Nobody' is not available on 'qwen3-tts-flash-realtime'")
     assert lines[1] == "  line 3: duplicate id 'one', first on line 1"
     assert lines[-1] == f"error: {source} has 2 problems; nothing was sent."
-    assert emulator.sessions == []  # no connection opened
+    assert emulator.stats.upgrade_requests == emulator.connections_total == 0  # no connection opened
     assert not (tmp_path / "out").exists()
 
 
@@ -250,26 +230,26 @@ async def test_interrupted_then_resumed_gives_every_file_once(emulator: Emulator
     rows = write_input(source, 24)
     env = cli_env(emulator, tmp_path)
     args = (str(source), "--out-dir", str(out), "--concurrency", "3")
-    async with peak_sockets(emulator) as peak:
-        process = await start_cli(*args, env=env)
-        await wait_for_ok_lines(out, 6)
-        assert emulator.open_sessions > 0  # items are in flight
-        process.send_signal(signal.SIGINT)
-        code, _, err = await finish(process)
-        assert code == 130, err
-        assert err.splitlines()[-1].startswith("batch: ") and err.splitlines()[-1].endswith(" (interrupted)")
-        first = manifest(out)
-        assert 6 <= len(first) < 24 and all(e["status"] == "ok" for e in first)
-        assert not list(out.glob(".*.part"))  # in-flight items left nothing behind
-        assert emulator.open_sessions == 0
-        sessions_before = len(emulator.sessions)
+    process = await start_cli(*args, env=env)
+    await wait_for_ok_lines(out, 6)
+    assert emulator.open_sessions > 0  # items are in flight
+    process.send_signal(signal.SIGINT)
+    code, _, err = await finish(process)
+    assert code == 130, err
+    assert err.splitlines()[-1].startswith("batch: ") and err.splitlines()[-1].endswith(" (interrupted)")
+    first = manifest(out)
+    assert 6 <= len(first) < 24 and all(e["status"] == "ok" for e in first)
+    assert not list(out.glob(".*.part"))  # in-flight items left nothing behind
+    assert emulator.open_sessions == 0
+    sessions_before = emulator.connections_total
 
-        code, stdout, err = await finish(await start_cli(*args, "--json", env=env))
-        assert code == 0, err
-        assert peak() <= 3
+    code, stdout, err = await finish(await start_cli(*args, "--json", env=env))
+    assert code == 0, err
+    assert emulator.peak_open_sessions == 3  # never more than 3 sockets at once …
+    assert emulator.stats.refused_upgrades == 0  # … and never a fourth attempt
     summary = json.loads(stdout)
     assert (summary["ok"], summary["skipped"], summary["failed"]) == (24 - len(first), len(first), 0)
-    assert len(emulator.sessions) - sessions_before == 24 - len(first)  # done items were not spoken again
+    assert emulator.connections_total - sessions_before == 24 - len(first)  # done items were not spoken again
     entries = manifest(out)
     ok = [e for e in entries if e["status"] == "ok"]
     assert len(ok) == 24 and sorted(e["id"] for e in ok) == [row["id"] for row in rows]
@@ -383,24 +363,22 @@ async def test_rpm_spaces_session_starts() -> None:
 
 
 async def test_a_throttle_pauses_the_whole_batch(tmp_path: Path) -> None:
-    """The first session is throttled: every item's next start waits for the shared pause."""
-    starts: list[float] = []
+    """The first connection is throttled: every item's next start waits for the shared pause."""
     from websockets.asyncio.client import connect
 
-    throttled_config, working_config = EmulatorConfig(audio="signal", throttle=True), EmulatorConfig(audio="signal")
-    async with serve_emulator(throttled_config) as throttling, serve_emulator(working_config) as working:
+    starts: list[float] = []
 
-        def routed(url: str, **kwargs: Any) -> Any:
-            starts.append(time.monotonic())
-            first = len(starts) == 1
-            return connect(url.replace(working.url, throttling.url) if first else url, **kwargs)
+    def timed(url: str, **kwargs: Any) -> Any:
+        starts.append(time.monotonic())
+        return connect(url, **kwargs)
 
-        items = [BatchItem.build({"id": f"n{n}", "text": "Short."}) for n in range(6)]
-        async with RealtimeEngine(settings_for(working), connect=routed) as engine:
-            results = [r async for r in synthesize_batch(items, tmp_path, engine=engine, concurrency=3)]
+    config = EmulatorConfig(audio="signal", faults=(Fault(conn=1, throttle=True),))
+    items = [BatchItem.build({"id": f"n{n}", "text": "Short."}) for n in range(6)]
+    async with serve_emulator(config) as emulator, RealtimeEngine(settings_for(emulator), connect=timed) as engine:
+        results = [r async for r in synthesize_batch(items, tmp_path, engine=engine, concurrency=3)]
     assert [r.status for r in results].count("ok") == 6
     assert sorted(r.attempts for r in results) == [1, 1, 1, 1, 1, 2]
-    assert len(throttling.sessions) == 1 and len(working.sessions) == 6
+    assert emulator.stats.upgrade_requests == 7 and emulator.connections_total == 7
     throttled_at = starts[0]
     later = [t - throttled_at for t in starts[3:]]  # the two others started with it, before the throttle
     assert min(later) >= Pacer.BASE_PAUSE * 0.5, later  # nothing started during the pause (0.5–1 s)

@@ -387,9 +387,9 @@ class Ledger:
 class Pacer:
     """Paces session starts for a whole batch: a token bucket, and a shared pause when throttled.
 
-    The bucket holds one token and refills at ``rpm / 60`` per second, so starts are at least
-    ``60 / rpm`` s apart: no second ever sees more than RPM/60 of them (the service's RPS limit is
-    RPM/60). A throttle (HTTP 429, or close 1011) pauses every start, not only the throttled item's
+    The bucket holds one token and refills at ``rpm / 60`` per second (less 2 %), so starts are at
+    least ``60 / rpm`` s apart: no second ever sees more than RPM/60 of them (the service's RPS limit
+    is RPM/60). A throttle (HTTP 429, or close 1011) pauses every start, not only the throttled item's
     retry, for 1, 2, 4 … up to 30 s, each with jitter (×0.5–1.0) so that clients do not return in
     step; each success halves the next pause again. Alibaba says limits recover within about a minute.
 
@@ -400,11 +400,15 @@ class Pacer:
 
     BASE_PAUSE = 1.0
     MAX_PAUSE = 30.0
+    SAFETY = 0.02
 
     def __init__(self, rpm: float | None = None, *, rng: random.Random | None = None) -> None:
         if rpm is not None and rpm <= 0:
             raise InvalidRequestError(f"rpm must be positive, not {rpm}.", field="rpm")
-        self._interval = 60.0 / rpm if rpm else 0.0
+        # 2 % under the limit: what the service counts is when a session reaches it, which network
+        # jitter moves by a few milliseconds either way.
+        self._interval = 60.0 / rpm * (1 + self.SAFETY) if rpm else 0.0
+        self._lock = asyncio.Lock()
         self._rng = rng or random.Random()
         self._next_start = 0.0
         self._paused_until = 0.0
@@ -418,18 +422,20 @@ class Pacer:
         return max(0.0, self._paused_until - time.monotonic())
 
     async def permit(self) -> float:
-        """Wait until a session may start; return the (monotonic) start time."""
-        while True:
-            now = time.monotonic()
-            if self._paused_until > now:
-                await asyncio.sleep(self._paused_until - now)
-                continue
-            slot = max(now, self._next_start)
-            self._next_start = slot + self._interval  # reserved before waiting: no two waiters share a slot
-            if slot > now:
-                await asyncio.sleep(slot - now)
-            if self._paused_until <= time.monotonic():
-                return time.monotonic()
+        """Wait until a session may start; return the (monotonic) start time.
+
+        Permits are granted one at a time, each at least one interval after the previous one was
+        *granted* (not scheduled), so a late wake-up never brings the next start closer.
+        """
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                wait = max(self._paused_until, self._next_start) - now
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            self._next_start = now + self._interval
+            return now
 
     def throttled(self, started: float) -> None:
         """Report a throttle of a session started at ``started``: pause every start."""
