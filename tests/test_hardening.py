@@ -17,10 +17,11 @@ from pydantic import SecretStr
 from alicloud_tts_realtime.cli import main
 from alicloud_tts_realtime.emulator import Emulator
 from alicloud_tts_realtime.engines.http_sse import HttpEngine
-from alicloud_tts_realtime.errors import ConnectionFailedError
+from alicloud_tts_realtime.errors import ConnectionFailedError, InvalidRequestError
 from alicloud_tts_realtime.mcp_http import build_http_app, serving_http
 from alicloud_tts_realtime.mcp_server import ServerOptions, build_server
 from alicloud_tts_realtime.models import build_request
+from alicloud_tts_realtime.quoting import quote
 from alicloud_tts_realtime.settings import Settings, load_settings
 
 pytestmark = pytest.mark.anyio
@@ -85,7 +86,7 @@ async def test_12_debug_logs_each_event_type_and_the_endpoint_but_no_audio_or_ke
     for sent in ("session.update", "input_text_buffer.append", "input_text_buffer.commit", "session.finish"):
         assert f"sending {sent}" in log, sent
     for received in ("session.created", "session.updated", "response.audio.delta", "response.done", "session.finished"):
-        assert f"received {received}" in log, received
+        assert f"received '{received}'" in log, received
     assert "sk-emulator" not in log
     assert '"delta"' not in log and "model=" not in log.split("realtime endpoint")[1].splitlines()[0]
 
@@ -164,3 +165,125 @@ async def test_18_an_unreachable_http_api_names_its_host() -> None:
             async for _ in engine.stream(build_request(text="Hi.", voice="Cherry")):
                 pass
     assert str(caught.value) == f"Cannot reach the HTTP API at 127.0.0.1:{port} (ConnectError)."
+
+
+# --- 4: short, escaped quotes in every message and log line ------------------------------------
+
+
+def test_4_quote_is_short_and_escaped() -> None:
+    assert quote("Chery") == "'Chery'"
+    assert quote("a\x00b\nc\u200b\ud800'") == "'a\\x00b\\nc\\u200b\\ud800\\''"
+    cut = quote("x" * 1_000_000)
+    assert cut == "'" + "x" * 80 + "…' (1000000 characters)"
+    escaped = quote("\x00" * 1000)
+    assert len(escaped) < 120 and "\x00" not in escaped
+
+
+HUGE = "Q\x00\nforged log line " + "x" * 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("argument", "value"),
+    [("model", HUGE), ("voice", HUGE), ("language_type", HUGE), ("filename", HUGE), ("voice", "Ch\nerry")],
+)
+async def test_4_an_invalid_value_is_quoted_short_in_the_result_and_the_logs(
+    argument: str, value: str, emulator: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from mcp import Client
+
+    caplog.set_level(logging.DEBUG)
+    environ = {"OUTPUT_DIR": str(tmp_path), "DASHSCOPE_API_KEY": "sk-emulator", "DASHSCOPE_REALTIME_URL": emulator.url}
+    server = build_server(load_settings(environ, home=tmp_path))
+    async with Client(server) as client:
+        result = await client.call_tool("tts_realtime", {"text": "Hello.", "voice": "Cherry", argument: value})
+    assert result.is_error
+    message = result.content[0].text  # type: ignore[union-attr]
+    assert len(message) < 400 and "\n" not in message and "\x00" not in message, message[:500]
+    assert emulator.sessions == []  # refused before any call
+    for record in caplog.records:
+        line = record.getMessage()
+        assert len(line) < 1000 and "\x00" not in line and "forged log line" + "x" * 200 not in line
+
+
+async def test_4_a_voice_clone_id_with_a_newline_or_nul_is_refused_before_any_call(
+    emulator: Emulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    for voice in ("my-voice\n2026-01-01 INFO forged", "my\x00voice", "v" * 129):
+        with pytest.raises(InvalidRequestError, match="voice must be a voice name or id") as caught:
+            build_request(text="Hello.", voice=voice, model="qwen3-tts-vc-realtime-2026-01-15")
+        assert "\n" not in str(caught.value) and "\x00" not in str(caught.value)
+    assert build_request(text="Hi.", voice="qwen-tts-vc-guanyu-voice-20250812105009984-a4f0",
+                         model="qwen3-tts-vc-realtime-2026-01-15").voice.startswith("qwen-tts-vc")  # fmt: skip
+    assert build_request(text="Hi.", voice="Ono Anna", model="qwen3-tts-flash-realtime").voice == "Ono Anna"
+
+
+# --- 5: nothing speakable ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", ["\x00", "\u200b" * 10, "\ufeff", "...!?", " \t\n", "\u3000\u3002"])
+async def test_5_text_with_nothing_to_speak_is_refused_before_any_call(
+    text: str, emulator: Emulator, tmp_path: Path
+) -> None:
+    from mcp import Client
+
+    environ = {"OUTPUT_DIR": str(tmp_path), "DASHSCOPE_API_KEY": "sk-emulator", "DASHSCOPE_REALTIME_URL": emulator.url}
+    async with Client(build_server(load_settings(environ, home=tmp_path))) as client:
+        result = await client.call_tool("tts_realtime", {"text": text, "voice": "Cherry"})
+    assert result.is_error
+    assert "no letter, digit or CJK character" in result.content[0].text  # type: ignore[union-attr]
+    assert emulator.sessions == []
+
+
+@pytest.mark.parametrize("text", ["你", "٣", "Ж", "a", "7"])
+def test_5_one_letter_digit_or_cjk_character_is_enough(text: str) -> None:
+    assert build_request(text=text, voice="Cherry").text == text
+
+
+# --- 3: every stdio line gets an answer --------------------------------------------------------
+
+BAD_LINES = {
+    "lone surrogate": (b'{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"tts_voices",'
+                       b'"arguments":{"model":"\\ud800"}}}', -32700, 11),
+    "raw NUL": (b'{"jsonrpc":"2.0","id":12,"method":"ping","params":{"x":"a\x00b"}}', -32700, 12),
+    "malformed JSON": (b'{"jsonrpc":"2.0","id":13,"method":', -32700, None),
+    "batch": (b'[{"jsonrpc":"2.0","id":14,"method":"ping"}]', -32600, None),
+    "string params": (b'{"jsonrpc":"2.0","id":15,"method":"tools/list","params":"x"}', -32600, 15),
+    "huge number": (b'{"jsonrpc":"2.0","id":16,"method":"tools/call","params":{"name":"tts_voices",'
+                    b'"arguments":{"model":1' + b"0" * 5000 + b"}}}", -32600, 16),
+    "float id": (b'{"jsonrpc":"2.0","id":1e999,"method":"ping"}', -32600, None),
+    "not an object": (b"42", -32600, None),
+}  # fmt: skip
+
+
+def test_3_every_bad_stdio_line_gets_a_json_rpc_error(tmp_path: Path) -> None:
+    import json
+
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+    }
+    lines = [json.dumps(initialize).encode(), b'{"jsonrpc":"2.0","method":"notifications/initialized"}']
+    lines += [line for line, _, _ in BAD_LINES.values()]
+    lines.append(b'{"jsonrpc":"2.0","id":99,"method":"ping"}')  # the server is still there afterwards
+    done = subprocess.run(
+        [sys.executable, "-m", "alicloud_tts_realtime", "serve"],
+        input=b"\n".join(lines) + b"\n",
+        capture_output=True,
+        env={**os.environ, "HOME": str(tmp_path), "OUTPUT_DIR": str(tmp_path)},
+        timeout=60,
+        check=False,
+    )
+    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    results = {reply["id"]: reply["result"] for reply in replies if "result" in reply}
+    errors = [reply for reply in replies if "error" in reply]  # in the order of the lines
+    assert set(results) == {0, 99} and results[99] == {}  # still serving after the bad lines
+    assert len(errors) == len(BAD_LINES), (replies, done.stderr[-2000:])
+    for (name, (_, code, request_id)), reply in zip(BAD_LINES.items(), errors, strict=True):
+        assert reply["error"]["code"] == code and reply["id"] == request_id, (name, reply)

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import InvalidRequestError
+from .quoting import QUOTE_LIMIT, quote
 
 __all__ = [
     "DEFAULT_HTTP_INSTRUCT_MODEL",
@@ -182,11 +183,11 @@ def http_model_info(model: str) -> ModelInfo:
     known = ", ".join(HTTP_MODELS)
     if _is_realtime(model):
         raise InvalidRequestError(
-            f"{model!r} is a realtime (WebSocket-only) model; the HTTP API takes {known}.", field="model"
+            f"{quote(model)} is a realtime (WebSocket-only) model; the HTTP API takes {known}.", field="model"
         )
     close = _suggest(model, list(HTTP_MODELS))
     hint = f" Did you mean {close}?" if close else ""
-    raise InvalidRequestError(f"Unknown HTTP TTS model {model!r}.{hint} Known models: {known}.", field="model")
+    raise InvalidRequestError(f"Unknown HTTP TTS model {quote(model)}.{hint} Known models: {known}.", field="model")
 
 
 def http_model_for(model: str | None, instruction: str | None = None) -> ModelInfo:
@@ -211,7 +212,7 @@ def http_model_for(model: str | None, instruction: str | None = None) -> ModelIn
         return HTTP_MODELS[base]
     if _is_realtime(model):
         raise InvalidRequestError(
-            f"Model {model!r} has no HTTP counterpart; the HTTP API serves "
+            f"Model {quote(model)} has no HTTP counterpart; the HTTP API serves "
             f"{DEFAULT_HTTP_MODEL!r} and {DEFAULT_HTTP_INSTRUCT_MODEL!r} (and their snapshots).",
             field="model",
         )
@@ -219,6 +220,8 @@ def http_model_for(model: str | None, instruction: str | None = None) -> ModelIn
 
 
 def _suggest(value: str, choices: tuple[str, ...] | list[str], n: int = 3) -> str:
+    if len(value) > 2 * QUOTE_LIMIT:  # nothing that long is a typo of a short name; difflib would be slow
+        return ""
     lowered = {c.lower(): c for c in choices}
     close = difflib.get_close_matches(value.lower(), list(lowered), n=n, cutoff=0.5)
     return ", ".join(repr(lowered[c]) for c in close)
@@ -241,12 +244,14 @@ def model_info(model: str) -> ModelInfo:
         alias = MODELS[snapshot.group(1)]
         return dataclasses.replace(alias, id=model, stable=False)
     if f"{model}-realtime" in MODELS or model in ("qwen3-tts-flash", "qwen3-tts-instruct-flash", "qwen-tts"):
-        hint = f" {model!r} is an HTTP-only model; use {model}-realtime for the realtime WebSocket."
+        hint = f" {quote(model)} is an HTTP-only model; use {quote(model + '-realtime')} for the realtime WebSocket."
     else:
         close = _suggest(model, list(MODELS))
         hint = f" Did you mean {close}?" if close else ""
     stable = ", ".join(m.id for m in MODELS.values() if m.stable)
-    raise InvalidRequestError(f"Unknown realtime model {model!r}.{hint} Known models include: {stable}.", field="model")
+    raise InvalidRequestError(
+        f"Unknown realtime model {quote(model)}.{hint} Known models include: {stable}.", field="model"
+    )
 
 
 def resolve_model(model: str | None, instruction: str | None) -> ModelInfo:
@@ -261,7 +266,7 @@ def resolve_model(model: str | None, instruction: str | None) -> ModelInfo:
     info = model_info(model)
     if has_instruction and not info.takes_instruction:
         raise InvalidRequestError(
-            f"Model {model!r} does not accept an instruction; use {DEFAULT_INSTRUCT_MODEL!r} "
+            f"Model {quote(model)} does not accept an instruction; use {DEFAULT_INSTRUCT_MODEL!r} "
             "(or leave the model unset) to steer the voice with an instruction.",
             field="instruction",
         )
@@ -289,8 +294,8 @@ def check_voice(info: ModelInfo, voice: str) -> str:
     if info.takes_custom_voices:
         if is_system_voice(voice):
             raise InvalidRequestError(
-                f"Model {info.id!r} speaks only with voice ids cloned or designed for it, not the system voice "
-                f"{voice!r}; use {DEFAULT_MODEL!r} for system voices.",
+                f"Model {quote(info.id)} speaks only with voice ids cloned or designed for it, not the system voice "
+                f"{quote(voice)}; use {DEFAULT_MODEL!r} for system voices.",
                 field="voice",
             )
         return voice
@@ -302,7 +307,7 @@ def check_voice(info: ModelInfo, voice: str) -> str:
     close = _suggest(voice, info.voices)
     hint = f" Did you mean {close}?" if close else f" Try one of: {', '.join(info.voices[:6])}."
     raise InvalidRequestError(
-        f"Voice {voice!r} is not available on {info.id!r}.{hint} "
+        f"Voice {quote(voice)} is not available on {quote(info.id)}.{hint} "
         "Custom (cloned or designed) voice ids work only with the qwen3-tts-vc/vd realtime models.",
         field="voice",
     )
@@ -316,7 +321,7 @@ def check_language_type(language_type: str | None) -> str | None:
     found = by_lower.get(language_type.strip().lower())
     if found is None:
         raise InvalidRequestError(
-            f"Unknown language_type {language_type!r}; use one of: {', '.join(LANGUAGE_TYPES)}.",
+            f"Unknown language_type {quote(language_type)}; use one of: {', '.join(LANGUAGE_TYPES)}.",
             field="language_type",
         )
     return found

@@ -27,6 +27,7 @@ from .errors import (
     TTSError,
 )
 from .models import SpeechResponse
+from .quoting import quote
 from .settings import Settings
 
 __all__ = [
@@ -110,7 +111,7 @@ def argument_error(exc: ValidationError) -> str:
     first = exc.errors()[0]
     name = ".".join(str(part) for part in first["loc"]) or "arguments"
     if first["type"] == "missing":
-        return f"Missing required argument {name!r}; see the tool's input schema."
+        return f"Missing required argument {quote(name)}; see the tool's input schema."
     message = first["msg"].removeprefix("Value error, ")
     return f"Invalid {name}: {message}."
 

@@ -84,9 +84,11 @@ from .mcp_results import (
     speech_content,
     voices_text,
 )
+from .mcp_stdio import run_stdio
 from .models import MAX_TEXT_CHARS, AudioChunk, SpeechRequest, SpeechResponse, build_request
 from .output import confined_path, writable_audio_dir
 from .playback import play_in_background
+from .quoting import quote
 from .service import OutputMode, RetryOptions, synthesize
 from .settings import Settings, load_settings
 
@@ -141,7 +143,7 @@ class ServerOptions:
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_CHOICES:
-            raise ConfigurationError(f"Unknown engine {self.engine!r}; use one of: {', '.join(ENGINE_CHOICES)}.")
+            raise ConfigurationError(f"Unknown engine {quote(self.engine)}; use one of: {', '.join(ENGINE_CHOICES)}.")
         if not 1 <= self.max_text_chars <= MAX_TEXT_CHARS:
             raise ConfigurationError(
                 f"max_text_chars must be between 1 and {MAX_TEXT_CHARS}, not {self.max_text_chars}."
@@ -495,7 +497,7 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
 
     Returns:
         A new server with ``tts_realtime``, ``tts.realtime`` and ``tts_voices``, and a
-        ``/healthz`` route for its HTTP app. Run it with ``run_stdio_async()`` or serve
+        ``/healthz`` route for its HTTP app. Run it with :func:`~.mcp_stdio.run_stdio` or serve
         :func:`build_http_app`.
     """
     options = options or ServerOptions()
@@ -658,7 +660,7 @@ def serve(args: argparse.Namespace) -> int:
         server = build_server(settings, options)
         # stdout is the protocol stream from here on: everything else goes to stderr.
         logger.info("MCP server on stdio (engine %s)", options.engine)
-        anyio.run(server.run_stdio_async)
+        anyio.run(run_stdio, server)  # answers every line, even one that is not a JSON-RPC message
         return 0
     server = build_server(settings, options)
     app = build_http_app(server, options, host=host)

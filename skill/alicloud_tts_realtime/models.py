@@ -7,6 +7,7 @@ values only; behaviour lives in :mod:`.service` and :mod:`.engines`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,12 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from . import catalog
 from .errors import InvalidRequestError
+from .quoting import quote
 
 __all__ = ["AudioChunk", "FinishReason", "SpeechRequest", "SpeechResponse", "SynthesisOutcome", "build_request"]
 
 FinishReason = Literal["stop", "cancelled", "incomplete"]
 
 MAX_TEXT_CHARS = 5000  # generous; the service's own limit is undocumented (§11 q10)
+MAX_VOICE_CHARS = 128  # system names are short; cloned and designed voice ids are ~50 characters
+_VOICE = re.compile(r"[A-Za-z0-9_.-]+(?: [A-Za-z0-9_.-]+)*")  # ASCII only: an id travels in logs and JSON
 
 
 class SpeechRequest(BaseModel):
@@ -74,9 +78,25 @@ class SpeechRequest(BaseModel):
 
     @field_validator("text")
     @classmethod
-    def _text_not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("text must contain something to speak, not only whitespace")
+    def _text_speakable(cls, value: str) -> str:
+        # str.isalnum covers every script's letters (CJK ideographs are letters) and digits; text
+        # without one ("\x00", zero-width spaces, a BOM, punctuation) would be billed for silence.
+        if not any(char.isalnum() for char in value):
+            raise ValueError(
+                "text must contain something to speak: it has no letter, digit or CJK character "
+                "(only whitespace, punctuation, symbols or invisible characters)"
+            )
+        return value
+
+    @field_validator("voice")
+    @classmethod
+    def _voice_shape(cls, value: str) -> str:
+        voice = value.strip()
+        if len(voice) > MAX_VOICE_CHARS or not _VOICE.fullmatch(voice):
+            raise ValueError(
+                f"voice must be a voice name or id of 1 to {MAX_VOICE_CHARS} letters, digits, spaces, '-', '_' "
+                f"or '.', not {quote(value)}"
+            )
         return value
 
     @field_validator("sample_rate")
@@ -102,15 +122,15 @@ class SpeechRequest(BaseModel):
             if self.voice.strip().lower() not in {v.lower() for v in flash.voices}:
                 raise
             raise InvalidRequestError(
-                f"Voice {self.voice.strip()!r} belongs to {flash.id!r}, which takes no instruction, and the "
-                f"instruction selected {info.id!r}: drop the instruction, or pick one of its voices "
+                f"Voice {quote(self.voice.strip())} belongs to {flash.id!r}, which takes no instruction, and the "
+                f"instruction selected {quote(info.id)}: drop the instruction, or pick one of its voices "
                 f"({', '.join(info.voices[:6])}, …).",
                 field="voice",
             ) from None
         if self.sample_rate not in info.sample_rates:
             rates = ", ".join(map(str, info.sample_rates))
             raise InvalidRequestError(
-                f"Model {info.id!r} supports sample_rate {rates}, not {self.sample_rate}.", field="sample_rate"
+                f"Model {quote(info.id)} supports sample_rate {rates}, not {self.sample_rate}.", field="sample_rate"
             )
         language = catalog.check_language_type(self.language_type)
         instruction = self.instruction.strip() if self.instruction and self.instruction.strip() else None

@@ -20,6 +20,7 @@ import anyio.lowlevel
 import anyio.to_thread
 
 from .errors import ConfigurationError, InvalidRequestError
+from .quoting import quote
 
 __all__ = [
     "atomic_write",
@@ -57,15 +58,17 @@ def confined_path(directory: Path, filename: str) -> Path:
     if not filename or not filename.strip():
         raise InvalidRequestError("filename must not be empty.", field="filename")
     if any(ord(char) < 32 or ord(char) == 127 for char in filename):
-        raise InvalidRequestError(f"filename {filename!r} must not contain control characters.", field="filename")
+        raise InvalidRequestError(f"filename {quote(filename)} must not contain control characters.", field="filename")
     candidate = Path(filename)
     if candidate.is_absolute() or ".." in candidate.parts:
         raise InvalidRequestError(
-            f"filename {filename!r} must be a plain name inside the output directory (no absolute path, no '..').",
+            f"filename {quote(filename)} must be a plain name inside the output directory (no absolute path, no '..').",
             field="filename",
         )
     if candidate.name in ("", "."):
-        raise InvalidRequestError(f"filename {filename!r} must end in a file name, e.g. 'greeting'.", field="filename")
+        raise InvalidRequestError(
+            f"filename {quote(filename)} must end in a file name, e.g. 'greeting'.", field="filename"
+        )
     if candidate.suffix.lower() != ".wav":
         candidate = candidate.with_name(candidate.name + ".wav")
     if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in candidate.parts):
@@ -79,7 +82,7 @@ def confined_path(directory: Path, filename: str) -> Path:
         target.relative_to(base)
     except (ValueError, OSError):  # outside the directory, or a symlink loop
         raise InvalidRequestError(
-            f"filename {filename!r} resolves outside the output directory.", field="filename"
+            f"filename {quote(filename)} resolves outside the output directory.", field="filename"
         ) from None
     return target
 

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, TypeAlias, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from .errors import ProtocolViolationError
+from .quoting import quote
 
 __all__ = [
     "CLIENT_EVENT_TYPES",
@@ -354,7 +355,7 @@ def _parse(frame: str | bytes | dict[str, Any], adapter: TypeAdapter[Any], known
         return adapter.validate_python(data)
     except ValidationError as exc:
         where = ", ".join(".".join(map(str, e["loc"][1:])) or "event" for e in exc.errors()[:3])
-        raise ProtocolViolationError(f"Malformed {data['type']!r} event (bad fields: {where}).") from None
+        raise ProtocolViolationError(f"Malformed {quote(data['type'])} event (bad fields: {where}).") from None
 
 
 def parse_server_event(frame: str | bytes | dict[str, Any]) -> ServerEvent | UnknownEvent:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from .errors import ConfigurationError
+from .quoting import quote
 
 __all__ = ["REGIONS", "Settings", "load_settings"]
 
@@ -176,7 +177,7 @@ def _key_from_credentials(path: Path, profile: str, selected_by: str | None) -> 
             return None
         sections = ", ".join(parser.sections()) or "(none)"
         raise ConfigurationError(
-            f"Profile {profile!r} (from {selected_by}) is not in {path}; its sections are: {sections}."
+            f"Profile {quote(profile)} (from {selected_by}) is not in {path}; its sections are: {sections}."
         )
     section = parser[profile]
     for option in KEY_OPTIONS:
@@ -204,7 +205,7 @@ def _access_key_note(path: Path, profile: str) -> str | None:
 
 
 def _check_url(name: str, value: str, schemes: tuple[str, ...]) -> str:
-    problem = f"{name} must be a {' or '.join(schemes)} URL, got {value!r}"
+    problem = f"{name} must be a {' or '.join(schemes)} URL, got {quote(value)}"
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 - parsing the port is the check: "Port out of range", "Invalid IPv6 URL"
@@ -307,7 +308,7 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
 
     region = env.get("DASHSCOPE_REGION", "").strip() or "cn-beijing"
     if region not in REGIONS:
-        raise ConfigurationError(f"DASHSCOPE_REGION must be one of {', '.join(REGIONS)}, got {region!r}.")
+        raise ConfigurationError(f"DASHSCOPE_REGION must be one of {', '.join(REGIONS)}, got {quote(region)}.")
     ws_base, http_base = REGIONS[region]
 
     realtime_url = env.get("DASHSCOPE_REALTIME_URL", "").strip()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from ..quoting import quote
 from ..settings import Settings
 from .base import Capabilities, Engine, StreamItem
 
@@ -35,7 +36,7 @@ def select_engine(settings: Settings, choice: str = "auto") -> tuple[Engine, str
 
     if choice not in ENGINE_CHOICES:
         raise InvalidRequestError(
-            f"Unknown engine {choice!r}; use one of: {', '.join(ENGINE_CHOICES)}.", field="engine"
+            f"Unknown engine {quote(choice)}; use one of: {', '.join(ENGINE_CHOICES)}.", field="engine"
         )
     if choice == "auto":
         if settings.has_key:

@@ -47,6 +47,7 @@ from ..errors import (
     ServiceError,
 )
 from ..models import AudioChunk, FinishReason, SpeechRequest, SynthesisOutcome
+from ..quoting import quote
 from ..settings import Settings
 from .base import Capabilities, Engine, StreamItem
 from .realtime import _endpoint, _host
@@ -265,7 +266,7 @@ class HttpEngine(Engine):
         catalog.check_voice(info, request.voice)
         if request.instruction and not info.takes_instruction:
             raise InvalidRequestError(
-                f"HTTP model {info.id!r} does not accept an instruction; use {catalog.DEFAULT_HTTP_INSTRUCT_MODEL!r}.",
+                f"HTTP model {quote(info.id)} does not accept an instruction; use {catalog.DEFAULT_HTTP_INSTRUCT_MODEL!r}.",
                 field="instruction",
             )
         if request.sample_rate not in info.sample_rates:
@@ -332,7 +333,9 @@ class HttpEngine(Engine):
                     data = _json(await response.aread())
                     if isinstance(data, dict) and data.get("code"):
                         raise _error(None, data, request_id)
-                    raise ProtocolViolationError(f"Expected an SSE stream from the HTTP API, got {content_type!r}.")
+                    raise ProtocolViolationError(
+                        f"Expected an SSE stream from the HTTP API, got {quote(content_type)}."
+                    )
                 async with contextlib.aclosing(_frames(response)) as frames:
                     async for frame in frames:
                         payload = _json(frame.data)

@@ -33,6 +33,7 @@ from ..errors import (
     TTSError,
 )
 from ..models import AudioChunk, SpeechRequest
+from ..quoting import quote as excerpt
 from ..session import Utterance
 from ..settings import REALTIME_PATH, Settings
 from .base import Capabilities, Engine, StreamItem
@@ -304,7 +305,8 @@ class RealtimeEngine(Engine):
                             f"while the session was {utterance.core.state.value}."
                         ) from None
                     received = p.parse_server_event(frame)
-                    logger.debug("received %s", received.type)  # event types only: never audio or the key
+                    # Event types only, never audio or the key; quoted: an unknown type is the service's text.
+                    logger.debug("received %s", excerpt(received.type))
                     sends, audio = utterance.receive(received)
                     for event in sends:
                         logger.debug("sending %s", event.type)
