@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import anyio.abc
 import anyio.to_thread
 import httpx
 import pytest
@@ -272,18 +273,158 @@ def test_3_every_bad_stdio_line_gets_a_json_rpc_error(tmp_path: Path) -> None:
     lines = [json.dumps(initialize).encode(), b'{"jsonrpc":"2.0","method":"notifications/initialized"}']
     lines += [line for line, _, _ in BAD_LINES.values()]
     lines.append(b'{"jsonrpc":"2.0","id":99,"method":"ping"}')  # the server is still there afterwards
-    done = subprocess.run(
+    server = subprocess.Popen(
         [sys.executable, "-m", "alicloud_tts_realtime", "serve"],
-        input=b"\n".join(lines) + b"\n",
-        capture_output=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, "HOME": str(tmp_path), "OUTPUT_DIR": str(tmp_path)},
-        timeout=60,
-        check=False,
     )
-    replies = [json.loads(line) for line in done.stdout.splitlines()]
+    assert server.stdin is not None and server.stdout is not None
+    replies: list[dict[str, object]] = []
+    try:
+        server.stdin.write(b"\n".join(lines) + b"\n")
+        server.stdin.flush()
+        # stdin stays open until the last reply: at EOF the SDK drops replies still pending.
+        for _ in range(len(BAD_LINES) + 2):
+            line = server.stdout.readline()
+            if not line:
+                break
+            replies.append(json.loads(line))
+    finally:
+        server.stdin.close()
+        server.wait(timeout=30)
+        server.stdout.close()
     results = {reply["id"]: reply["result"] for reply in replies if "result" in reply}
     errors = [reply for reply in replies if "error" in reply]  # in the order of the lines
     assert set(results) == {0, 99} and results[99] == {}  # still serving after the bad lines
-    assert len(errors) == len(BAD_LINES), (replies, done.stderr[-2000:])
+    assert len(errors) == len(BAD_LINES), replies
     for (name, (_, code, request_id)), reply in zip(BAD_LINES.items(), errors, strict=True):
         assert reply["error"]["code"] == code and reply["id"] == request_id, (name, reply)
+
+
+# --- 1: slow connections on the HTTP transport --------------------------------------------------
+
+
+async def _half_sent(port: int, part: bytes) -> anyio.abc.SocketStream:
+    stream = await anyio.connect_tcp("127.0.0.1", port)
+    if part:
+        await stream.send(part)
+    return stream
+
+
+async def _closed_by_server(stream: anyio.abc.SocketStream) -> bytes:
+    data = b""
+    try:
+        while True:
+            data += await stream.receive()
+    except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError):
+        return data
+
+
+async def test_1_half_sent_requests_are_closed_and_health_answers_throughout(tmp_path: Path) -> None:
+    import time
+
+    options = ServerOptions()
+    app = build_http_app(build_server(load_settings({}, home=tmp_path), options), options)
+    parts = [b"", b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le", b"GET /healthz HTTP/1.1\r\n"]
+    parts.append(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")  # headers, half a body
+    async with serving_http(app, "127.0.0.1", 0, request_timeout=1.0, max_connections=300) as running:
+        port = int(running.base_url.rsplit(":", 1)[1])
+        started = time.perf_counter()
+        held = [await _half_sent(port, parts[i % len(parts)]) for i in range(200)]
+        async with httpx.AsyncClient(timeout=2) as http:
+            for _ in range(3):  # while all 200 are held
+                assert (await http.get(running.base_url + "/healthz")).status_code == 200
+        with anyio.fail_after(4):  # the 1 s deadline, with room for a loaded machine
+            for stream in held:
+                await _closed_by_server(stream)
+        closed_after = time.perf_counter() - started
+        async with httpx.AsyncClient(timeout=2) as http:
+            assert (await http.get(running.base_url + "/healthz")).status_code == 200
+        for stream in held:
+            await stream.aclose()
+    assert closed_after >= 0.9  # not before their deadline
+
+
+async def test_1_connections_beyond_the_cap_are_refused_at_once(tmp_path: Path) -> None:
+    options = ServerOptions()
+    app = build_http_app(build_server(load_settings({}, home=tmp_path), options), options)
+    async with serving_http(app, "127.0.0.1", 0, request_timeout=30, max_connections=20) as running:
+        port = int(running.base_url.rsplit(":", 1)[1])
+        held = [await _half_sent(port, b"GET /heal") for _ in range(20)]
+        extra = await _half_sent(port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        with anyio.fail_after(1):
+            answer = await _closed_by_server(extra)
+        assert answer.startswith(b"HTTP/1.1 503 ")
+        for stream in [*held, extra]:
+            await stream.aclose()
+        await anyio.sleep(0.1)  # the held ones are gone: the server takes requests again
+        async with httpx.AsyncClient(timeout=2) as http:
+            assert (await http.get(running.base_url + "/healthz")).status_code == 200
+
+
+# --- 7: Host and Origin checks off loopback; the token from a file or the environment ------------
+
+
+async def test_7_allowed_hosts_and_origins_are_enforced_off_loopback(tmp_path: Path) -> None:
+    token = "tok-1234567890"
+    options = ServerOptions(
+        auth_token=token, allowed_hosts=("tts.example.com",), allowed_origins=("https://app.example.com",)
+    )
+    # Built as for --host 0.0.0.0, served on loopback for the test.
+    app = build_http_app(build_server(load_settings({}, home=tmp_path), options), options, host="0.0.0.0")
+    body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+    async with serving_http(app, "127.0.0.1", 0) as running, httpx.AsyncClient(timeout=5) as http:
+
+        async def post(**extra: str) -> int:
+            return (await http.post(running.url, json=body, headers=headers | extra)).status_code
+
+        assert await post(Host="evil.example") == 421
+        assert await post(Host="tts.example.com:8765", Origin="https://evil.example") == 403
+        assert await post(Host="tts.example.com:8765", Origin="https://app.example.com") == 200
+        assert await post(Host="tts.example.com") == 200  # no Origin: not a browser
+        health = await http.get(running.base_url + "/healthz", headers={"Host": "lb.internal"})
+        assert health.status_code == 200  # load balancers use their own names
+
+
+def test_7_origins_off_loopback_need_allowed_hosts(tmp_path: Path) -> None:
+    from alicloud_tts_realtime.errors import ConfigurationError
+
+    options = ServerOptions(auth_token="tok-1234567890", allowed_origins=("https://app.example.com",))
+    with pytest.raises(ConfigurationError, match="--allowed-host"):
+        build_http_app(build_server(load_settings({}, home=tmp_path), options), options, host="0.0.0.0")
+
+
+def test_7_the_token_comes_from_a_file_or_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from alicloud_tts_realtime.cli import _build_parser
+    from alicloud_tts_realtime.errors import ConfigurationError
+    from alicloud_tts_realtime.mcp_server import _options_from_args
+
+    parse = _build_parser().parse_args
+    secret = tmp_path / "token"
+    secret.write_text("tok-from-file\n")
+    args = parse(["serve", "--transport", "http", "--auth-token-file", str(secret), "--allowed-host", "a.example",
+                  "--allowed-host", "b.example:443", "--allowed-origin", "https://app.example", "--request-timeout",
+                  "3", "--max-connections", "50"])  # fmt: skip
+    options = _options_from_args(args)
+    assert options.auth_token == "tok-from-file"
+    assert options.allowed_hosts == ("a.example", "b.example:443")
+    assert options.allowed_origins == ("https://app.example",)
+    assert (options.request_timeout, options.max_connections) == (3.0, 50)
+    monkeypatch.setenv("TTS_MCP_AUTH_TOKEN", "tok-from-env")
+    assert _options_from_args(parse(["serve", "--transport", "http"])).auth_token == "tok-from-env"
+    secret.write_text("\n")
+    with pytest.raises(ConfigurationError, match="empty"):
+        _options_from_args(args)
+    with pytest.raises(SystemExit):  # one source at a time
+        parse(["serve", "--auth-token", "x", "--auth-token-file", str(secret)])
+
+
+def test_7_the_readme_shows_the_token_without_putting_it_in_the_command_line_first() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Serve over HTTP", 1)[1]
+    first = min(section.index("--auth-token-file"), section.index("TTS_MCP_AUTH_TOKEN="))
+    assert "--auth-token " not in section[:first] and "--auth-token=" not in section[:first]
+    assert "--allowed-host" in section

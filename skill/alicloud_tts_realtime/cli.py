@@ -163,9 +163,36 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="127.0.0.1", help="HTTP interface (default: 127.0.0.1, loopback only)")
     serve.add_argument("--port", type=_port, default=8765, help="HTTP port (default: 8765; 0: any free port)")
+    token = serve.add_mutually_exclusive_group()
+    token.add_argument(
+        "--auth-token-file",
+        metavar="PATH",
+        help="file whose first line is the bearer token required over HTTP (or set TTS_MCP_AUTH_TOKEN); "
+        "mandatory on a non-loopback --host",
+    )
+    token.add_argument("--auth-token", help="the token itself (visible in ps: prefer the file or the variable)")
     serve.add_argument(
-        "--auth-token",
-        help="bearer token required over HTTP (or TTS_MCP_AUTH_TOKEN); mandatory on a non-loopback --host",
+        "--allowed-host",
+        dest="allowed_hosts",
+        action="append",
+        metavar="NAME[:PORT]",
+        help="a Host header /mcp accepts (repeatable), e.g. tts.example.com; others get 421",
+    )
+    serve.add_argument(
+        "--allowed-origin",
+        dest="allowed_origins",
+        action="append",
+        metavar="ORIGIN",
+        help="a browser Origin /mcp accepts (repeatable), e.g. https://app.example.com; others get 403",
+    )
+    serve.add_argument(
+        "--request-timeout",
+        type=float,
+        metavar="S",
+        help="seconds a connection has to send a whole request; idle connections close after it too (default: 10)",
+    )
+    serve.add_argument(
+        "--max-connections", type=int, metavar="N", help="open HTTP connections at most; more get 503 (default: 256)"
     )
     serve.add_argument(
         "--engine",

@@ -4,7 +4,11 @@
 Streamable HTTP app at ``/mcp``. Off loopback it refuses to start without a bearer token, and a
 middleware then requires ``Authorization: Bearer <token>`` on every path except ``/healthz``
 (registered on the server by :func:`add_health_route`, for load balancers). On loopback the SDK's
-DNS-rebinding protection is turned on for the exact address.
+DNS-rebinding protection is turned on for the exact address, elsewhere for the names given with
+``--allowed-host``. ``GET /mcp`` answers ``405``: a stateless server has no stream to open.
+
+Slow clients: each connection must send a whole request within a deadline, and connections
+beyond a cap are refused with ``503`` at once (:func:`serving_http`).
 
 :func:`serving_http` runs an app with uvicorn on a socket it binds itself, so the URL (with the
 real port) is known before the first request and a port in use is one sentence;
@@ -14,6 +18,7 @@ imported only when a server starts.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import ipaddress
@@ -21,6 +26,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -32,6 +38,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import ConfigurationError
+from .quoting import quote
 
 if TYPE_CHECKING:
     from .mcp_server import ServerOptions
@@ -75,6 +82,27 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _has_port(host: str) -> bool:
+    return host.rsplit("]", 1)[-1].count(":") == 1
+
+
+def read_token_file(path: str | Path) -> str:
+    """The bearer token in the file at ``path`` (first line, stripped), so it never shows in ``ps``.
+
+    Raises:
+        ConfigurationError: The file cannot be read or holds no token.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        cause = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ConfigurationError(f"Cannot read the auth token file {quote(str(path))}: {cause}.") from None
+    token = lines[0].strip() if lines else ""
+    if not token:
+        raise ConfigurationError(f"The auth token file {quote(str(path))} is empty; put the token on its first line.")
+    return token
 
 
 class _BearerTokenMiddleware:
@@ -130,9 +158,12 @@ def build_http_app(server: MCPServer[Any], options: ServerOptions, *, host: str 
 
     On a loopback ``host`` the SDK turns on its DNS-rebinding protection (Host and Origin must
     name the loopback address), so a web page cannot reach the server through a rebound name.
+    ``options.allowed_hosts`` and ``options.allowed_origins`` add names to that check, and turn it
+    on for any other address (``421`` for another Host, ``403`` for another Origin).
 
     Raises:
-        ConfigurationError: ``host`` is not a loopback address and no token is set.
+        ConfigurationError: ``host`` is not a loopback address and no token is set, or allowed
+            origins are given there without allowed hosts.
     """
     if not _is_loopback(host) and options.auth_token is None:
         raise ConfigurationError(
@@ -140,14 +171,24 @@ def build_http_app(server: MCPServer[Any], options: ServerOptions, *, host: str 
             "or bind to 127.0.0.1."
         )
     security = None
+    hosts: list[str] = []
+    origins = list(options.allowed_origins)
     if _is_loopback(host):
         # The SDK protects 127.0.0.1, localhost and ::1 by itself; spell it out so that any other
         # loopback address (127.0.0.2 …) is protected too.
         names = sorted({f"[{host.strip('[]')}]" if ":" in host else host, "127.0.0.1", "localhost", "[::1]"})
+        hosts += [f"{name}:*" for name in names]
+        origins += [f"http://{name}:*" for name in names]
+    for allowed in options.allowed_hosts:  # "name" allows any port, "name:port" that one
+        hosts += [allowed] if _has_port(allowed) else [allowed, f"{allowed}:*"]
+    if origins and not hosts:
+        raise ConfigurationError(
+            "--allowed-origin on a non-loopback address needs --allowed-host too (the names clients use to reach "
+            "this server), since the Host check is what stops DNS rebinding."
+        )
+    if hosts:
         security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=[f"{name}:*" for name in names],
-            allowed_origins=[f"http://{name}:*" for name in names],
+            enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins
         )
     app: ASGIApp = _PostOnlyMiddleware(
         server.streamable_http_app(
@@ -157,6 +198,69 @@ def build_http_app(server: MCPServer[Any], options: ServerOptions, *, host: str 
     if options.auth_token is not None:
         app = _BearerTokenMiddleware(app, options.auth_token)
     return app
+
+
+DEFAULT_REQUEST_TIMEOUT_S = 10.0
+DEFAULT_MAX_CONNECTIONS = 256
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\nRetry-After: 1\r\n\r\n"
+
+
+def _guarded_protocol(request_timeout: float, max_connections: int) -> type[Any]:
+    """uvicorn's h11 protocol with a request deadline and a connection cap, for slow-connection floods.
+
+    uvicorn (0.54) times out only an idle keep-alive connection *after* a response: a client that
+    opens a connection and sends half a request (or nothing) holds it, and a file descriptor,
+    forever; about a thousand such clients starve every other one, and the bearer token does not
+    help because it is checked after the headers. Here each connection must deliver a whole request
+    (headers and body) within ``request_timeout`` seconds of opening, or of its previous response,
+    or it is closed; and beyond ``max_connections`` open connections a new one gets ``503`` and is
+    closed at once, before it costs more than the accept. Responses (progress streams) are not
+    timed here: the per-call deadline bounds them.
+    """
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    received = (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.SWITCHED_PROTOCOL)
+
+    class GuardedH11Protocol(H11Protocol):
+        _refused = False
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            if len(self.connections) >= max_connections:
+                self._refused = True
+                transport.write(_BUSY)
+                transport.close()
+                return
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._refused:
+                return
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request on this connection gets its own deadline
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(request_timeout, self._expire)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _expire(self) -> None:
+            self._deadline = None
+            if self.conn.their_state not in received and not self.transport.is_closing():
+                self.transport.close()  # connection_lost tells a waiting app it is gone
+
+    return GuardedH11Protocol
 
 
 def _quiet_server_class() -> type[Any]:
@@ -189,7 +293,13 @@ class RunningHTTP:
 
 @contextlib.asynccontextmanager
 async def serving_http(
-    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, handle_signals: bool = False
+    app: ASGIApp,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    handle_signals: bool = False,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> AsyncIterator[RunningHTTP]:
     """Serve ``app`` with uvicorn on ``host:port`` (0 = any free port) until the block exits.
 
@@ -202,6 +312,9 @@ async def serving_http(
         port: Port to listen on; 0 picks a free one (see ``running.url``).
         handle_signals: Let uvicorn take SIGINT/SIGTERM for a graceful stop (the CLI); embedding
             programs and tests leave them to their own handlers.
+        request_timeout: Seconds a connection has to send a whole request (from opening, or from
+            its previous response), and that an idle keep-alive connection stays open.
+        max_connections: Open connections at most; a further one gets 503 and is closed at once.
 
     Raises:
         ConfigurationError: The address cannot be bound.
@@ -223,6 +336,8 @@ async def serving_http(
     # log_config=None: uvicorn's default config would log access lines to stdout.
     config = uvicorn.Config(
         app,
+        http=_guarded_protocol(request_timeout, max_connections),
+        timeout_keep_alive=max(1, round(request_timeout)),
         log_config=None,
         access_log=False,
         lifespan="on",
@@ -251,7 +366,21 @@ async def serving_http(
 
 async def serve_http(app: ASGIApp, host: str, port: int, options: ServerOptions) -> None:
     """Serve ``app`` as the CLI does: one line on stderr with the URLs, then until SIGINT/SIGTERM."""
-    async with serving_http(app, host, port, handle_signals=True) as running:
+    serving = serving_http(
+        app,
+        host,
+        port,
+        handle_signals=True,
+        request_timeout=options.request_timeout,
+        max_connections=options.max_connections,
+    )
+    async with serving as running:
         auth = "bearer token required" if options.auth_token else "no token"
         print(f"MCP server on {running.url} ({auth}; health: {running.base_url}{HEALTH_PATH})", file=sys.stderr)
+        if not _is_loopback(host) and not options.allowed_hosts:
+            print(
+                "warning: any Host and Origin header is accepted; name this server's public names with "
+                "--allowed-host (and browser pages with --allowed-origin) to refuse others",
+                file=sys.stderr,
+            )
         await running.finished.wait()

@@ -73,7 +73,15 @@ from . import __version__, catalog
 from .audio import encode_chunk, wav_bytes
 from .engines import ENGINE_CHOICES, select_engine
 from .errors import ConfigurationError, InvalidRequestError, TTSError
-from .mcp_http import AUTH_TOKEN_ENV, add_health_route, build_http_app, serve_http
+from .mcp_http import (
+    AUTH_TOKEN_ENV,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_REQUEST_TIMEOUT_S,
+    add_health_route,
+    build_http_app,
+    read_token_file,
+    serve_http,
+)
 from .mcp_results import (
     ModelVoices,
     SpeechResult,
@@ -130,6 +138,12 @@ class ServerOptions:
         data_dir: Fallback directory for audio when the output directory is not writable;
             default :func:`~.output.user_data_dir`.
         retry: Retry policy before the first audio.
+        allowed_hosts: Over HTTP, the ``Host`` values accepted on ``/mcp`` (``name`` or
+            ``name:port``); empty: loopback names on a loopback address, no check elsewhere.
+        allowed_origins: Over HTTP, the ``Origin`` values accepted on ``/mcp`` (a browser's page);
+            requests without ``Origin`` (not from a browser) are not affected.
+        request_timeout: Over HTTP, seconds a connection has to send a whole request.
+        max_connections: Over HTTP, open connections at most; more are refused with 503.
     """
 
     engine: str = "auto"
@@ -140,6 +154,10 @@ class ServerOptions:
     auth_token: str | None = field(default=None, repr=False)
     data_dir: Path | None = None
     retry: RetryOptions = field(default_factory=RetryOptions)
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINE_CHOICES:
@@ -154,6 +172,13 @@ class ServerOptions:
             raise ConfigurationError(f"max_concurrent must be at least 1, not {self.max_concurrent}.")
         if self.auth_token is not None and not self.auth_token.strip():
             raise ConfigurationError("The auth token must not be empty; unset it or give a real token.")
+        if not self.request_timeout > 0:
+            raise ConfigurationError(f"request_timeout must be positive, not {self.request_timeout}.")
+        if self.max_connections < 1:
+            raise ConfigurationError(f"max_connections must be at least 1, not {self.max_connections}.")
+        for value in (*self.allowed_hosts, *self.allowed_origins):
+            if not value.strip() or any(char.isspace() or not char.isprintable() for char in value):
+                raise ConfigurationError(f"An allowed host or origin must be one word, not {quote(value)}.")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -623,7 +648,13 @@ async def _engine_summary(settings: Settings, options: ServerOptions) -> str:
 
 
 def _options_from_args(args: argparse.Namespace) -> ServerOptions:
-    token = getattr(args, "auth_token", None) or os.environ.get(AUTH_TOKEN_ENV, "").strip() or None
+    token_file = getattr(args, "auth_token_file", None)
+    token = (
+        getattr(args, "auth_token", None)
+        or (read_token_file(token_file) if token_file is not None else None)
+        or os.environ.get(AUTH_TOKEN_ENV, "").strip()
+        or None
+    )
     given = {
         name: getattr(args, attr)
         for name, attr in (
@@ -631,8 +662,13 @@ def _options_from_args(args: argparse.Namespace) -> ServerOptions:
             ("max_text_chars", "max_text_chars"),
             ("deadline_seconds", "deadline"),
             ("max_concurrent", "max_concurrent"),
+            ("request_timeout", "request_timeout"),
+            ("max_connections", "max_connections"),
         )
         if getattr(args, attr, None) is not None
+    }
+    given |= {
+        name: tuple(getattr(args, name)) for name in ("allowed_hosts", "allowed_origins") if getattr(args, name, None)
     }
     return ServerOptions(list_dotted_alias=bool(getattr(args, "list_dotted_alias", False)), auth_token=token, **given)
 
@@ -642,7 +678,8 @@ def serve(args: argparse.Namespace) -> int:
 
     Args:
         args: The parsed ``serve`` arguments: ``transport`` (``stdio`` or ``http``), ``host``,
-            ``port``, ``auth_token`` (else ``TTS_MCP_AUTH_TOKEN``), ``engine``, and optionally
+            ``port``, ``auth_token`` (else ``auth_token_file``, else ``TTS_MCP_AUTH_TOKEN``), ``engine``,
+            ``allowed_hosts``, ``allowed_origins``, ``request_timeout``, ``max_connections``, and optionally
             ``list_dotted_alias``, ``max_text_chars``, ``deadline``, ``max_concurrent``.
 
     Returns:
