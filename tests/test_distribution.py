@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import ast
+import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -12,6 +19,7 @@ else:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "skill" / "alicloud_tts_realtime"
+BIN = Path(sys.executable).parent
 
 
 def pyproject() -> dict[str, object]:
@@ -52,3 +60,151 @@ def _match(path: Path, pattern: str) -> bool:
         return i < len(parts) and fnmatch.fnmatchcase(parts[i], globs[j]) and walk(i + 1, j + 1)
 
     return walk(0, 0)
+
+
+# --- the Claude Code plugin -----------------------------------------------------------------------
+
+PLUGIN_NAME = "alicloud-ai-audio-tts-realtime"
+needs_plugin_folder = pytest.mark.skipif(
+    not (ROOT / "plugin" / ".mcp.json").is_file(), reason="a checkout's plugin folder, not in the sdist"
+)
+
+
+def plugin_root() -> Path:
+    marketplace = json.loads((ROOT / ".claude-plugin" / "marketplace.json").read_text(encoding="utf-8"))
+    (entry,) = marketplace["plugins"]
+    assert entry["name"] == PLUGIN_NAME
+    assert entry["version"] == pyproject()["project"]["version"]  # type: ignore[index]
+    return (ROOT / entry["source"]).resolve()
+
+
+def installed_copy(tmp_path: Path) -> Path:
+    """The plugin as Claude Code caches it: the source folder copied with its links dereferenced."""
+    copy = tmp_path / "cache" / PLUGIN_NAME / "0.1.0"
+    shutil.copytree(plugin_root(), copy, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    return copy
+
+
+@needs_plugin_folder
+def test_the_plugin_declares_its_server_in_the_plugin_root_mcp_json() -> None:
+    # Claude Code (2.1.197) does not load mcpServers written inline in .claude-plugin/plugin.json:
+    # `claude plugin details` said "MCP servers (0)". It reads .mcp.json at the plugin root.
+    root = plugin_root()
+    manifest = json.loads((root / ".claude-plugin" / "plugin.json").read_text(encoding="utf-8"))
+    assert "mcpServers" not in manifest
+    assert "uv" in manifest["description"]  # the prerequisite shows where the plugin is installed
+    servers = json.loads((root / ".mcp.json").read_text(encoding="utf-8"))["mcpServers"]
+    (entry,) = servers.values()
+    assert entry["command"] == "sh" and entry["args"] == ["${CLAUDE_PLUGIN_ROOT}/bin/qwen-tts-mcp"]
+
+
+@needs_plugin_folder
+def test_the_plugin_folder_holds_the_package_and_skill_but_no_checkout_state(tmp_path: Path) -> None:
+    # The marketplace source is the whole folder Claude Code copies into its cache: a checkout root
+    # would bring its .venv (hundreds of MB), tests and output along.
+    root = plugin_root()
+    assert root != ROOT
+    assert {p.name for p in root.iterdir()} == {
+        ".claude-plugin",
+        ".mcp.json",
+        "bin",
+        "LICENSE",
+        "README.md",
+        "pyproject.toml",
+        "skill",
+        "skills",
+    }
+    copy = installed_copy(tmp_path)
+    names = {p.relative_to(copy).parts[0] for p in copy.rglob("*")}
+    assert not names & {".venv", "venv", "tests", "output", "benchmarks", ".git"}
+    project = tomllib.loads((copy / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["name"] == PLUGIN_NAME and (copy / project["readme"]).is_file() and (copy / "LICENSE").is_file()
+    assert (copy / "skill" / "alicloud_tts_realtime" / "mcp_server.py").is_file()
+    assert (copy / "skills" / PLUGIN_NAME / "SKILL.md").read_bytes() == (ROOT / "SKILL.md").read_bytes()
+    size = sum(p.stat().st_size for p in copy.rglob("*") if p.is_file())
+    assert size < 5_000_000, size
+
+
+def fake_uvx(folder: Path, log: Path) -> Path:
+    """A uvx on PATH that checks what the launcher asks for and runs this venv's server instead."""
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "uvx"
+    server = shutil.which("alicloud-tts-realtime", path=str(BIN))
+    assert server, "alicloud-tts-realtime is not installed in this venv"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import os, pathlib, sys\n"
+        f"pathlib.Path({str(log)!r}).write_text(repr(sys.argv[1:]))\n"
+        "assert sys.argv[1] == '--from' and sys.argv[2].endswith('[offline]'), sys.argv\n"
+        "assert (pathlib.Path(sys.argv[2][: -len('[offline]')]) / 'pyproject.toml').is_file()\n"
+        "assert sys.argv[3] == 'alicloud-tts-realtime', sys.argv\n"
+        f"os.execv({server!r}, [{server!r}, *sys.argv[4:]])\n",
+        encoding="utf-8",
+    )
+    script.chmod(0o755)
+    return script
+
+
+def substitute(value: str, plugin: Path, home: Path) -> str:
+    return value.replace("${CLAUDE_PLUGIN_ROOT}", str(plugin)).replace("${HOME}", str(home))
+
+
+@needs_plugin_folder
+@pytest.mark.anyio
+async def test_the_installed_plugin_starts_its_server_through_uvx(tmp_path: Path) -> None:
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    copy, home = installed_copy(tmp_path), tmp_path / "home"
+    log = tmp_path / "uvx-args"
+    fake_uvx(tmp_path / "bin", log)
+    (entry,) = json.loads((copy / ".mcp.json").read_text(encoding="utf-8"))["mcpServers"].values()
+    env = {k: substitute(v, copy, home) for k, v in entry["env"].items()}
+    env.update({"HOME": str(home), "PATH": f"{tmp_path / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin"})
+    args = [substitute(a, copy, home) for a in entry["args"]]
+    params = StdioServerParameters(command=entry["command"], args=args, env=env, cwd=tmp_path)
+    async with Client(params) as client:
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        result = await client.call_tool("tts_realtime", {"text": "Installed.", "voice": "Cherry"})
+    assert {"tts_realtime", "tts_voices"} <= tools
+    assert ast.literal_eval(log.read_text()) == ["--from", f"{copy}[offline]", "alicloud-tts-realtime", "serve"]
+    assert not result.is_error and result.structured_content is not None
+    saved = Path(result.structured_content["file_path"])
+    assert saved.is_file() and saved.is_relative_to(home / ".local" / "share" / PLUGIN_NAME)
+
+
+@needs_plugin_folder
+def test_the_plugin_launcher_finds_uv_where_its_installer_puts_it(tmp_path: Path) -> None:
+    # Claude Code may start servers with a PATH that lacks ~/.local/bin (a macOS app from the Dock).
+    home, log = tmp_path / "home", tmp_path / "uvx-args"
+    fake_uvx(home / ".local" / "bin", log)
+    launcher = installed_copy(tmp_path) / "bin" / "qwen-tts-mcp"
+    done = subprocess.run(
+        ["sh", str(launcher), "--help"],
+        env={"HOME": str(home), "PATH": f"/usr/bin{os.pathsep}/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--transport" in done.stdout and ast.literal_eval(log.read_text())[-2:] == ["serve", "--help"]
+
+
+@needs_plugin_folder
+def test_the_plugin_launcher_without_uv_says_what_to_install(tmp_path: Path) -> None:
+    if any(Path(d, "uvx").exists() for d in ("/usr/bin", "/bin", "/usr/local/bin", "/opt/homebrew/bin")):
+        pytest.skip("uvx is installed system-wide on this machine")
+    launcher = installed_copy(tmp_path) / "bin" / "qwen-tts-mcp"
+    done = subprocess.run(
+        ["sh", str(launcher)],
+        env={"HOME": str(tmp_path), "PATH": f"/usr/bin{os.pathsep}/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 127
+    assert done.stdout == ""  # stdout is the MCP channel
+    assert "uv is not installed" in done.stderr and "https://docs.astral.sh/uv/" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
