@@ -8,7 +8,9 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -208,3 +210,159 @@ def test_the_plugin_launcher_without_uv_says_what_to_install(tmp_path: Path) -> 
     assert done.stdout == ""  # stdout is the MCP channel
     assert "uv is not installed" in done.stderr and "https://docs.astral.sh/uv/" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+# --- the MCP bundle (.mcpb) -----------------------------------------------------------------------
+
+MCPB_PACKAGE = "@anthropic-ai/mcpb@2"  # the manifest's schema and the CLI that validates and packs bundles
+
+
+def load_manifest() -> dict[str, Any]:
+    data = json.loads((ROOT / "manifest.json").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="session")
+def mcpb() -> Path:
+    """The @anthropic-ai/mcpb package, installed once into a folder of the temp dir that later runs reuse."""
+    cache = Path(tempfile.gettempdir()) / "alicloud-tts-realtime-test-mcpb" / MCPB_PACKAGE.rsplit("@", 1)[1]
+    package = cache / "node_modules" / "@anthropic-ai" / "mcpb"
+    if not (package / "package.json").is_file():
+        npm = shutil.which("npm")
+        if npm is None or shutil.which("node") is None:
+            pytest.skip("node and npm are needed to fetch @anthropic-ai/mcpb")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=cache.parent))  # installed aside, then moved in whole
+        try:
+            done = subprocess.run(
+                [npm, "install", "--no-audit", "--no-fund", "--prefix", str(staging), MCPB_PACKAGE],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            shutil.rmtree(staging, ignore_errors=True)
+            pytest.skip(f"npm did not fetch {MCPB_PACKAGE} within 180 s (registry unreachable?)")
+        if done.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            tail = " ".join(done.stderr.strip().splitlines()[-2:])[:300]
+            pytest.skip(f"npm could not fetch {MCPB_PACKAGE} (registry unreachable?): {tail}")
+        try:
+            staging.rename(cache)
+        except OSError:  # another run got there first
+            shutil.rmtree(staging, ignore_errors=True)
+    assert (package / "package.json").is_file()
+    return package
+
+
+def run_mcpb(mcpb: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    node = shutil.which("node")
+    assert node
+    cli = mcpb / "dist" / "cli" / "cli.js"
+    return subprocess.run([node, str(cli), *args], cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_manifest_agrees_with_pyproject_and_the_server() -> None:
+    manifest, project = load_manifest(), pyproject()["project"]  # type: ignore[index]
+    assert manifest["manifest_version"] == "0.4"
+    assert manifest["name"] == project["name"] and manifest["version"] == project["version"]
+    assert manifest["server"]["type"] == "uv"  # the host installs the dependencies from pyproject.toml
+    assert (ROOT / manifest["server"]["entry_point"]).is_file()
+    from alicloud_tts_realtime.engines import ENGINE_CHOICES
+    from alicloud_tts_realtime.mcp_server import ToolName
+
+    listed = {ToolName.TTS_REALTIME.value, ToolName.TTS_VOICES.value}  # the dotted alias is not listed
+    assert {tool["name"] for tool in manifest["tools"]} == listed
+    config = manifest["user_config"]
+    assert set(config) == {"api_key", "region", "output_dir", "engine"}
+    assert config["api_key"]["sensitive"] is True
+    assert config["output_dir"]["type"] == "directory"
+    assert config["engine"]["default"] in ENGINE_CHOICES
+    assert all(choice in config["engine"]["description"] for choice in ENGINE_CHOICES)
+    env = manifest["server"]["mcp_config"]["env"]
+    assert env["DASHSCOPE_API_KEY"] == "${user_config.api_key}"  # the key goes in the environment, never in args
+    assert not any("api_key" in arg for arg in manifest["server"]["mcp_config"]["args"])
+    # Claude Desktop hands an optional field nobody filled in over as the literal ${user_config.x}
+    # unless it has a default; "" reads as unset.
+    assert all("default" in option for option in config.values())
+
+
+def test_the_manifest_matches_the_schema_of_the_mcpb_package(mcpb: Path) -> None:
+    import jsonschema
+
+    manifest = load_manifest()
+    name = f"mcpb-manifest-v{manifest['manifest_version']}.schema.json"
+    schema_file = next(p for p in (mcpb / "schemas" / name, mcpb / "dist" / name) if p.is_file())
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(manifest)]
+    assert not errors, errors
+    done = run_mcpb(mcpb, "validate", "manifest.json", cwd=ROOT)
+    assert done.returncode == 0 and "validation passes" in done.stdout, done.stdout + done.stderr
+
+
+def test_mcpb_pack_bundles_only_what_uv_needs(mcpb: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    bundle = tmp_path / "qwen-tts.mcpb"
+    done = run_mcpb(mcpb, "pack", str(ROOT), str(bundle), cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    names = zipfile.ZipFile(bundle).namelist()
+    assert {"manifest.json", "pyproject.toml", "README.md", "LICENSE", "skill/alicloud_tts_realtime/cli.py"} <= set(
+        names
+    )
+    assert {name.split("/", 1)[0] for name in names} == {
+        "manifest.json",
+        "pyproject.toml",
+        "README.md",
+        "LICENSE",
+        "skill",
+    }
+    assert not [n for n in names if "__pycache__" in n or ".egg-info" in n or n.endswith((".pyc", ".wav"))]
+    packaged = {p.relative_to(ROOT).as_posix() for p in PACKAGE.rglob("*") if p.is_file()}
+    packaged = {n for n in packaged if "__pycache__" not in n and not n.endswith(".pyc")}
+    assert packaged <= set(names)
+    assert bundle.stat().st_size < 1_000_000
+
+
+@pytest.mark.anyio
+async def test_the_manifest_command_starts_the_server_with_the_defaults(tmp_path: Path) -> None:
+    # What the host runs: `uv run --directory <bundle> --extra offline alicloud-tts-realtime serve ...`,
+    # with ${user_config.*} replaced by the defaults. uv is not needed here: run what it would run.
+    from mcp import Client
+    from mcp.client.stdio import StdioServerParameters
+
+    manifest = load_manifest()
+    config = manifest["server"]["mcp_config"]
+    defaults = {f"${{user_config.{k}}}": str(v["default"]) for k, v in manifest["user_config"].items()}
+    defaults.update({"${__dirname}": str(ROOT), "${DOCUMENTS}": str(tmp_path / "Documents")})
+
+    def resolve(value: str) -> str:
+        for variable, replacement in defaults.items():
+            value = value.replace(variable, replacement)
+        return value
+
+    args = [resolve(a) for a in config["args"]]
+    assert config["command"] == "uv" and args[:6] == [
+        "run",
+        "--directory",
+        str(ROOT),
+        "--extra",
+        "offline",
+        "alicloud-tts-realtime",
+    ]
+    server = shutil.which("alicloud-tts-realtime", path=str(BIN))
+    assert server
+    env = {k: resolve(v) for k, v in config["env"].items()}
+    env.update({"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")})
+    assert env["DASHSCOPE_API_KEY"] == ""
+    params = StdioServerParameters(command=server, args=args[6:], env=env, cwd=tmp_path)
+    async with Client(params) as client:
+        tools = {tool.name for tool in (await client.list_tools()).tools}
+        result = await client.call_tool("tts_realtime", {"text": "Bundled.", "voice": "Cherry"})
+    assert tools == {tool["name"] for tool in manifest["tools"]}
+    assert not result.is_error and result.structured_content is not None
+    assert result.structured_content["engine"] == "offline"  # no key: the offline voice
+    assert Path(result.structured_content["file_path"]).is_relative_to(tmp_path / "Documents" / "Qwen TTS")
