@@ -290,7 +290,7 @@ def test_the_manifest_agrees_with_pyproject_and_the_server() -> None:
 
 
 def test_the_manifest_matches_the_schema_of_the_mcpb_package(mcpb: Path) -> None:
-    import jsonschema
+    jsonschema = pytest.importorskip("jsonschema")  # a dependency of mcp
 
     manifest = load_manifest()
     name = f"mcpb-manifest-v{manifest['manifest_version']}.schema.json"
