@@ -366,3 +366,56 @@ async def test_the_manifest_command_starts_the_server_with_the_defaults(tmp_path
     assert not result.is_error and result.structured_content is not None
     assert result.structured_content["engine"] == "offline"  # no key: the offline voice
     assert Path(result.structured_content["file_path"]).is_relative_to(tmp_path / "Documents" / "Qwen TTS")
+
+
+# --- the MCP Registry entry (server.json) ---------------------------------------------------------
+
+REGISTRY_SCHEMA = "https://static.modelcontextprotocol.io/schemas/2025-12-11/server.schema.json"
+
+
+def load_server_json() -> dict[str, Any]:
+    data = json.loads((ROOT / "server.json").read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+def test_server_json_agrees_with_pyproject() -> None:
+    entry, project = load_server_json(), pyproject()["project"]  # type: ignore[index]
+    assert entry["$schema"] == REGISTRY_SCHEMA
+    assert entry["version"] == project["version"]
+    (package,) = entry["packages"]
+    assert package["registryType"] == "pypi" and package["registryBaseUrl"] == "https://pypi.org"
+    assert package["identifier"] == project["name"] and package["version"] == project["version"]
+    assert package["runtimeHint"] == "uvx" and package["transport"] == {"type": "stdio"}
+    # uvx runs the executable named like the package: the project must install one.
+    assert project["scripts"][package["identifier"]] == project["scripts"]["alicloud-tts-realtime"]
+    (source,) = package["runtimeArguments"]
+    assert (source["name"], source["value"]) == ("--from", f"{project['name']}[offline]=={project['version']}")
+    assert package["packageArguments"][0]["value"] == "serve"
+
+
+def test_server_json_follows_the_registry_rules() -> None:
+    import re
+
+    entry = load_server_json()
+    # The registry's own constraints (schema 2025-12-11 and its publishing rules).
+    assert re.fullmatch(r"io\.github\.[A-Za-z0-9-]+/[a-zA-Z0-9._-]+", entry["name"]) and len(entry["name"]) <= 200
+    assert 1 <= len(entry["description"]) <= 100
+    assert set(entry) <= {"$schema", "name", "description", "version", "title", "repository", "websiteUrl", "packages"}
+    # PyPI ownership: the package's description (this README) names the server.
+    markers = re.findall(r"mcp-name:\s*(\S+)", (ROOT / "README.md").read_text(encoding="utf-8"))
+    assert markers == [entry["name"]]
+    (package,) = entry["packages"]
+    variables = {v["name"]: v for v in package["environmentVariables"]}
+    assert variables["DASHSCOPE_API_KEY"]["isSecret"] is True
+    assert not any(v.get("isSecret") for name, v in variables.items() if name != "DASHSCOPE_API_KEY")
+    assert all(v["description"] for v in variables.values())
+    settings = (PACKAGE / "settings.py").read_text(encoding="utf-8")
+    for name in variables:
+        assert f'"{name}"' in settings, f"{name} is described in server.json but settings.py does not read it"
+    from alicloud_tts_realtime.engines import ENGINE_CHOICES
+    from alicloud_tts_realtime.settings import REGIONS
+
+    assert set(variables["DASHSCOPE_REGION"]["choices"]) == set(REGIONS)
+    (engine,) = [a for a in package["packageArguments"] if a.get("name") == "--engine"]
+    assert tuple(engine["choices"]) == ENGINE_CHOICES
