@@ -188,3 +188,38 @@ def test_the_emulators_fault_options_reach_the_client(tmp_path: Path) -> None:
 def test_help_works_without_anything(tmp_path: Path) -> None:
     done = cli("--help", env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)})
     assert done.returncode == 0 and "speak" in done.stdout and "emulator" in done.stdout
+
+
+# --- playback -------------------------------------------------------------------------------------
+
+PARAGRAPH = "The player hears this sentence from its first chunk, while the rest is made."
+
+
+def test_play_streams_to_the_player_while_the_synthesis_goes_on(tmp_path: Path) -> None:
+    from fake_players import alive, install_fake_player, player_runs
+
+    log = tmp_path / "played"
+    install_fake_player(tmp_path / "bin", log)
+    with running_emulator(tmp_path, "--rtf", "0.5") as (_, env):
+        env = {**env, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}"}
+        done = cli("speak", PARAGRAPH, "--play", env=env)
+        assert done.returncode == 0, done.stderr
+        assert "playback: paplay (stream)" in done.stderr
+        wav = Path(done.stdout.strip())
+        pcm, rate = read_wav(wav)
+        [run] = player_runs(log)
+        assert (
+            run.done and run.pcm == pcm and run.argv[1:] == ["--raw", "--format=s16le", "--rate=24000", "--channels=1"]
+        )
+        # The first byte reached the player well before the synthesis ended and the file was written.
+        first = (tmp_path / f"played.{run.pid}.first").stat().st_mtime
+        assert len(pcm) / 2 / rate > 2 and first < wav.stat().st_mtime - 0.5
+        assert not alive(run.pid)
+
+        unsaved = cli("speak", "Only heard.", "--play", "--no-save", env=env)
+        assert unsaved.returncode == 0, unsaved.stderr
+        assert unsaved.stdout == "" and len(list(tmp_path.rglob("*.wav"))) == 1
+        assert len(player_runs(log)) == 2 and player_runs(log)[1].bytes > 0
+
+        refused = cli("speak", "hi", "--no-save", env=env)
+        assert refused.returncode == 2 and "--no-save needs --play" in refused.stderr

@@ -25,7 +25,7 @@ from typing import Any
 
 from . import __version__, catalog
 from . import probe as probe_module
-from .errors import LocalError, TTSError
+from .errors import InvalidRequestError, LocalError, TTSError
 from .log import configure_logging, stdout_closed
 
 __all__ = ["main"]
@@ -69,6 +69,10 @@ def _build_parser() -> argparse.ArgumentParser:
     speak.add_argument("--output", type=Path, help="WAV path (default: OUTPUT_DIR/ai-audio-tts-realtime/audio/…)")
     speak.add_argument("--json", action="store_true", help="print the JSON response instead of the path")
     speak.add_argument("--chunks", action="store_true", help="with --json, include the base64 PCM chunks")
+    speak.add_argument(
+        "--play", action="store_true", help="play it on this machine's speaker as it arrives (the WAV is still saved)"
+    )
+    speak.add_argument("--no-save", action="store_true", help="with --play, do not save a WAV file")
 
     _add_batch_parser(sub, verbose)
 
@@ -213,9 +217,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def _cmd_speak(args: argparse.Namespace) -> int:
     from .engines import select_engine
-    from .models import build_request
+    from .models import AudioChunk, build_request
+    from .playback import NO_PLAYER, Playback, PlayerFinder
     from .service import synthesize
     from .settings import load_settings
+
+    if args.no_save and not args.play:
+        raise InvalidRequestError("--no-save needs --play (otherwise the audio would go nowhere).", field="output")
+    if args.no_save and args.output is not None:
+        raise InvalidRequestError("--no-save and --output contradict each other; drop one.", field="output")
 
     request = build_request(
         text=args.text,
@@ -229,18 +239,49 @@ def _cmd_speak(args: argparse.Namespace) -> int:
     engine, reason = select_engine(settings, args.engine)
     print(f"engine: {reason}", file=sys.stderr)
 
-    async def run() -> str:
-        async with engine:
-            response = await synthesize(
-                request,
-                engine,
-                output="both" if args.json and args.chunks else "file",
-                path=args.output,
-                audio_dir=settings.audio_dir,
-            )
-        return response.model_dump_json() if args.json else str(response.file_path)
+    async def run() -> str | None:
+        playback: Playback | None = None
+        if args.play:
+            playback = await PlayerFinder().open(request.sample_rate)
+            if playback is None:
+                print(f"playback: unavailable ({NO_PLAYER})", file=sys.stderr)
+            else:
+                print(f"playback: {playback.player} ({playback.mode})", file=sys.stderr)
+                await playback.start()  # ready before the first audio
 
-    print(asyncio.run(run()))
+        async def on_chunk(chunk: AudioChunk) -> None:
+            assert playback is not None
+            await playback.write(chunk.pcm)
+
+        try:
+            async with engine:
+                response = await synthesize(
+                    request,
+                    engine,
+                    output="chunks" if args.no_save else "both" if args.json and args.chunks else "file",
+                    path=args.output,
+                    audio_dir=settings.audio_dir,
+                    on_chunk=on_chunk if playback is not None else None,
+                )
+            if playback is not None:
+                await playback.close()
+                if not args.json and response.file_path:
+                    print(response.file_path, flush=True)  # the file is there while the sound plays
+                await playback.finished()
+                if playback.error:
+                    print(f"playback: {playback.error}", file=sys.stderr)
+        finally:
+            if playback is not None:
+                await playback.stop()
+        if args.json:
+            return response.model_dump_json()
+        if playback is not None:
+            return None  # printed above, before the end of the sound
+        return str(response.file_path)
+
+    printed = asyncio.run(run())
+    if printed is not None:
+        print(printed)
     return EXIT_OK
 
 

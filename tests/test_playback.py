@@ -1,0 +1,152 @@
+"""Streaming playback with fake players on PATH: what they are given, in which order, and how they end."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import wave
+from pathlib import Path
+
+import pytest
+
+from alicloud_tts_realtime.playback import FilePlayback, PipePlayback, PlayerFinder
+from fake_players import alive, install_fake_player, player_runs, until
+
+pytestmark = pytest.mark.anyio
+
+PCM = bytes(range(256)) * 40  # 10 kB of whole samples, easy to check for order
+
+
+def chunks_of(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+async def test_a_stdin_player_gets_every_byte_in_order(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    install_fake_player(tmp_path / "bin", log)
+    playback = await PlayerFinder(str(tmp_path / "bin")).open(24000)
+    assert isinstance(playback, PipePlayback) and (playback.player, playback.mode) == ("paplay", "stream")
+    await playback.start()
+    for chunk in chunks_of(PCM, 999):  # odd sizes: the pipe, not the chunks, decides the reads
+        await playback.write(chunk)
+    await playback.close()
+    await asyncio.wait_for(playback.finished(), 10)
+    [run] = player_runs(log)
+    assert run.done and run.pcm == PCM and playback.bytes_played == len(PCM) and playback.error is None
+    assert run.argv[1:] == ["--raw", "--format=s16le", "--rate=24000", "--channels=1"]
+    assert playback.first_byte_at is not None and run.first is not None and run.first >= playback.first_byte_at
+    assert not alive(run.pid)
+
+
+async def test_writes_never_wait_for_a_slow_player(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    install_fake_player(tmp_path / "bin", log, delay=0.05, read_size=4096)
+    playback = await PlayerFinder(str(tmp_path / "bin")).open(24000)
+    assert playback is not None
+    await playback.start()
+    data = os.urandom(2_000_000)  # ~40 s of 24 kHz audio; the pipe holds 64 kB
+    parts = chunks_of(data, 9600)
+    await playback.write(parts[0])
+    assert await until(lambda: any(run.first for run in player_runs(log)))  # the player is reading
+    for chunk in parts[1:]:
+        await playback.write(chunk)
+    await playback.close()
+    # Every write returned while the player had taken only a small part of the audio.
+    assert playback.bytes_played < len(data) // 2
+    await playback.stop()
+    [run] = player_runs(log)
+    assert not run.done and not alive(run.pid)
+
+
+async def test_stop_ends_the_player_and_its_process_group(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    pid_file = tmp_path / "child.pid"
+    script = bin_dir / "paplay"  # a player that leaves a child of its own, in its group
+    script.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\ncat > /dev/null\nwait\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    playback = await PlayerFinder(str(bin_dir)).open(16000)
+    assert playback is not None
+    await playback.start()
+    await playback.write(PCM)
+    assert await until(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+    child = int(pid_file.read_text())
+    await playback.stop()
+    assert playback.done and playback.stopped
+    assert await until(lambda: not alive(child), 3)
+
+
+async def test_a_player_that_fails_is_reported(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "aplay"
+    script.write_text("#!/bin/sh\necho 'aplay: audio open error' >&2\nexit 1\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    playback = await PlayerFinder(str(bin_dir)).open(24000)
+    assert playback is not None and playback.player == "aplay"
+    assert isinstance(playback, PipePlayback) and playback.argv[-1] == "-" and "S16_LE" in playback.argv
+    await playback.start()
+    await playback.write(PCM)
+    await playback.close()
+    await asyncio.wait_for(playback.finished(), 5)
+    assert playback.error is not None and "aplay exited with status 1" in playback.error
+
+
+@pytest.mark.parametrize(
+    ("help_text", "expected"),
+    [
+        ("-sample_rate <int> .D\n-channels <int> .D\n-ch_layout <chlayout> .D\n", ["-ar", "24000", "-ac", "1"]),
+        ("-sample_rate <int> .D\n-ch_layout <chlayout> .D\n", ["-sample_rate", "24000", "-ch_layout", "mono"]),
+    ],
+)
+async def test_ffplay_options_follow_the_installed_version(tmp_path: Path, help_text: str, expected: list[str]) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    script = bin_dir / "ffplay"
+    script.write_text(f"#!/bin/sh\necho x >> {calls}\nprintf '%s' '{help_text}'\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    finder = PlayerFinder(str(bin_dir), portaudio=False)
+    first, second = await finder.open(24000), await finder.open(24000)
+    assert isinstance(first, PipePlayback) and isinstance(second, PipePlayback)
+    argv = first.argv[1:]
+    assert argv[:2] == ("-f", "s16le") and list(argv[2:6]) == expected
+    assert {"-nodisp", "-autoexit"} <= set(argv) and argv[-1] == "-"
+    assert calls.read_text().count("x") == 1  # probed once per finder
+
+
+async def test_stdin_players_come_first_then_portaudio_then_file_players(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    for name in ("afplay", "play", "aplay"):
+        install_fake_player(bin_dir, tmp_path / "log", name=name)
+    playback = await PlayerFinder(str(bin_dir)).open(24000)
+    assert playback is not None and playback.player == "aplay"
+    (bin_dir / "aplay").unlink()
+    playback = await PlayerFinder(str(bin_dir)).open(24000)
+    assert playback is not None and playback.player == "play" and playback.mode == "stream"
+    (bin_dir / "play").unlink()
+    playback = await PlayerFinder(str(bin_dir), portaudio=True).open(24000)
+    assert playback is not None and (playback.player, playback.mode) == ("sounddevice", "stream")
+    playback = await PlayerFinder(str(bin_dir), portaudio=False).open(24000)
+    assert isinstance(playback, FilePlayback) and (playback.player, playback.mode) == ("afplay", "file")
+    assert await PlayerFinder(str(tmp_path / "empty"), portaudio=False).open(24000) is None
+
+
+async def test_a_file_player_gets_the_finished_wav(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    copy = tmp_path / "copy.wav"
+    script = bin_dir / "afplay"
+    script.write_text(f'#!/bin/sh\ncp "$1" {copy}\n')
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    playback = await PlayerFinder(str(bin_dir), portaudio=False).open(16000)
+    assert isinstance(playback, FilePlayback)
+    await playback.start()
+    for chunk in chunks_of(PCM, 1000):
+        await playback.write(chunk)
+    await playback.close()
+    await asyncio.wait_for(playback.finished(), 5)
+    with wave.open(str(copy), "rb") as wav:
+        assert wav.getframerate() == 16000 and wav.readframes(wav.getnframes()) == PCM
+    assert playback.error is None and not list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"tts-play-*{os.getpid()}"))
