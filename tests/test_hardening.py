@@ -428,3 +428,53 @@ def test_7_the_readme_shows_the_token_without_putting_it_in_the_command_line_fir
     first = min(section.index("--auth-token-file"), section.index("TTS_MCP_AUTH_TOKEN="))
     assert "--auth-token " not in section[:first] and "--auth-token=" not in section[:first]
     assert "--allowed-host" in section
+
+
+# --- 8: one limit per call; the fallback falls back at most once -----------------------------------
+
+
+async def test_8_speak_timeout_bounds_the_fallback_on_a_slow_service(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from alicloud_tts_realtime.emulator import EmulatorConfig, serve_emulator
+
+    async with serve_emulator(EmulatorConfig(audio="signal", latency_ms=25000), host="127.0.0.1", port=0) as slow:
+        monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-emulator")
+        monkeypatch.setenv("DASHSCOPE_REALTIME_URL", slow.url)
+        monkeypatch.setenv("DASHSCOPE_HTTP_BASE_URL", slow.http_base_url)
+        monkeypatch.setenv("OUTPUT_DIR", str(tmp_path))
+        started = time.perf_counter()
+        argv = ["speak", "Hello there.", "--engine", "fallback", "--timeout", "1.5"]
+        code = await anyio.to_thread.run_sync(main, argv)
+        elapsed = time.perf_counter() - started
+        upgrades = slow.stats.upgrade_requests
+    err = capsys.readouterr().err
+    assert code == 1 and "did not finish within the 1.5 s limit (--timeout)" in err, err
+    assert 1.4 < elapsed < 4.5  # the limit, with room for a loaded machine; not 122 s
+    assert upgrades == 1
+    assert not list(tmp_path.rglob("*.wav"))  # nothing half-written
+
+
+async def test_8_the_fallback_falls_back_at_most_once_per_call(tmp_path: Path) -> None:
+    from alicloud_tts_realtime.emulator import EmulatorConfig, serve_emulator
+    from alicloud_tts_realtime.engines.fallback import FallbackEngine
+    from alicloud_tts_realtime.engines.realtime import RealtimeEngine
+    from alicloud_tts_realtime.service import RetryOptions, synthesize
+
+    async with serve_emulator(EmulatorConfig(audio="signal", reject_status=503), host="127.0.0.1", port=0) as refusing:
+        settings = Settings(
+            api_key=SecretStr("sk-emulator"),
+            realtime_url=refusing.url,
+            http_base_url=f"http://127.0.0.1:{closed_port()}/api/v1",  # the HTTP API is down too
+        )
+        engine = FallbackEngine([RealtimeEngine(settings), HttpEngine(settings)])
+        async with engine:
+            with pytest.raises(ConnectionFailedError, match="HTTP API"):
+                await synthesize(
+                    build_request(text="Hello.", voice="Cherry"), engine, retry=RetryOptions(max_retries=2, interval=0)
+                )
+        # Both failures were retryable, yet realtime was tried once and the fallback ran once:
+        # retrying the composite would redo realtime and then HTTP, three times each.
+        assert refusing.stats.upgrade_requests == 1

@@ -23,9 +23,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
+
 from . import __version__, catalog
 from . import probe as probe_module
-from .errors import InvalidRequestError, LocalError, TTSError
+from .errors import InvalidRequestError, LocalError, ResponseTimeoutError, TTSError
 from .log import configure_logging, stdout_closed
 
 __all__ = ["main"]
@@ -67,6 +69,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "the HTTP API if realtime fails before any audio; http: the HTTP API only; sdk: the official SDK",
     )
     speak.add_argument("--output", type=Path, help="WAV path (default: OUTPUT_DIR/ai-audio-tts-realtime/audio/…)")
+    speak.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=120.0,
+        metavar="S",
+        help="overall limit in seconds for the call, retries and fallback included (default: 120)",
+    )
     speak.add_argument("--json", action="store_true", help="print the JSON response instead of the path")
     speak.add_argument("--chunks", action="store_true", help="with --json, include the base64 PCM chunks")
     speak.add_argument(
@@ -255,14 +264,23 @@ def _cmd_speak(args: argparse.Namespace) -> int:
 
         try:
             async with engine:
-                response = await synthesize(
-                    request,
-                    engine,
-                    output="chunks" if args.no_save else "both" if args.json and args.chunks else "file",
-                    path=args.output,
-                    audio_dir=settings.audio_dir,
-                    on_chunk=on_chunk if playback is not None else None,
-                )
+                try:
+                    with anyio.fail_after(args.timeout):  # one limit for the retries and the fallback together
+                        response = await synthesize(
+                            request,
+                            engine,
+                            output="chunks" if args.no_save else "both" if args.json and args.chunks else "file",
+                            path=args.output,
+                            audio_dir=settings.audio_dir,
+                            on_chunk=on_chunk if playback is not None else None,
+                        )
+                except TimeoutError as exc:
+                    if isinstance(exc, TTSError):  # an engine's own timeout, already one sentence
+                        raise
+                    raise ResponseTimeoutError(
+                        f"The synthesis did not finish within the {args.timeout:g} s limit (--timeout); nothing "
+                        "was saved. Try again, or with shorter text or a larger --timeout."
+                    ) from None
             if playback is not None:
                 await playback.close()
                 if not args.json and response.file_path:

@@ -113,7 +113,7 @@ async def synthesize(
                 raise NoAudioError(f"The {engine.name} engine ended without completing the audio.")
             break
         except TTSError as exc:
-            if pcm or not exc.retryable or attempt >= retry.max_retries:
+            if pcm or not exc.retryable or not engine.retry_whole or attempt >= retry.max_retries:
                 raise
             delay = retry.interval * 2**attempt
             attempt += 1

@@ -43,6 +43,10 @@ class Engine(abc.ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    retry_whole: ClassVar[bool] = True
+    """Whether the service may retry this engine after a retryable failure before audio. A
+    composite that already tried its engines in turn (the fallback) says no: each retry would
+    redo every engine, so one call would fall back again and again."""
 
     @abc.abstractmethod
     def stream(self, request: SpeechRequest) -> AsyncIterator[StreamItem]:

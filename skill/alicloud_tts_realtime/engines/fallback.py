@@ -9,7 +9,9 @@ Only a :class:`~..errors.RemoteError` moves on to the next engine. A local error
 missing key) from the first engine would fail the same way everywhere, so it is raised at once; a
 later engine's local error means it cannot serve this particular request (the HTTP API has no
 16 kHz output, for example) and it is skipped. When no engine produced audio, the last remote
-failure is raised, and the earlier ones are logged as warnings.
+failure is raised, and the earlier ones are logged as warnings. The service does not retry the
+composite as a whole (:attr:`~.base.Engine.retry_whole`), so a call falls back at most once and
+makes at most one attempt per engine; the caller's deadline bounds them together.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class FallbackEngine(Engine):
 
     name = "fallback"
     capabilities = Capabilities(remote=True, streaming=True, instructions=True)
+    retry_whole = False  # it falls back at most once per call: the next engine is its retry
 
     def __init__(self, engines: Sequence[Engine]) -> None:
         if len(engines) < 2:
