@@ -51,7 +51,9 @@ def unchecked(**fields: object) -> SpeechRequest:
 
 async def test_full_session_in_commit_mode(emulator: Emulator) -> None:
     request = build_request(text="Hello, 世界。", voice="Cherry", sample_rate=16000, language_type="Chinese")
-    response = await synthesize(request, RealtimeEngine(settings_for(emulator)), output="chunks")
+    async with RealtimeEngine(settings_for(emulator)) as engine:  # closing the engine finishes its pooled session
+        response = await synthesize(request, engine, output="chunks")
+        assert response.reused_connection is False and response.connect_ms > 0
 
     assert response.finish_reason == "stop"
     assert (response.engine, response.model, response.voice) == ("realtime", "qwen3-tts-flash-realtime", "Cherry")
@@ -453,7 +455,10 @@ async def test_several_sessions_in_parallel(emulator: Emulator) -> None:
         for i in range(6):
             tg.start_soon(one, i)
     assert len(results) == 6 and all(d > 0 for d in results)
-    assert len({r.session_id for r in emulator.sessions}) == 6
+    # The pool holds at most DASHSCOPE_MAX_CONNECTIONS (3) sockets; the other calls reuse them.
+    assert len({r.session_id for r in emulator.sessions}) == 3
+    assert engine.pool.peak_open == 3
+    await engine.aclose()
 
 
 async def test_speech_from_the_emulator_through_the_client(tmp_path: Path) -> None:

@@ -10,10 +10,10 @@ from alicloud_tts_realtime.audio import encode_chunk
 from alicloud_tts_realtime.session import (
     Audio,
     ClientSession,
+    Created,
     Finished,
     Ready,
     ResponseComplete,
-    Send,
     SessionState,
 )
 
@@ -51,24 +51,31 @@ def response_events(pcm: bytes) -> list[p.ServerEvent]:
 
 
 def test_full_session_in_order() -> None:
-    core = ClientSession(CONFIG)
-    (send,) = core.receive(created())
-    assert isinstance(send, Send) and isinstance(send.event, p.SessionUpdate)
-    assert send.event.session == CONFIG
+    core = ClientSession()
+    (out,) = core.receive(created())
+    assert isinstance(out, Created) and core.state is SessionState.CREATED and core.take_sends() == []
+    core.configure(CONFIG)
+    (send,) = core.take_sends()
+    assert isinstance(send, p.SessionUpdate) and send.session == CONFIG
     assert core.state is SessionState.CONFIGURING
     (ready,) = core.receive(updated())
     assert isinstance(ready, Ready) and core.state is SessionState.READY
-    append, commit = core.speak("你好")
-    assert isinstance(append.event, p.InputTextBufferAppend) and isinstance(commit.event, p.InputTextBufferCommit)
+    core.append("你好")
+    utterance = core.commit()
+    append, commit = core.take_sends()
+    assert isinstance(append, p.InputTextBufferAppend) and isinstance(commit, p.InputTextBufferCommit)
+    assert utterance == commit.event_id and core.state is SessionState.RESPONDING
     outputs = [out for event in response_events(b"\x01\x00\x02\x00") for out in core.receive(event)]
     assert [type(o) for o in outputs] == [Audio, ResponseComplete]
     assert outputs[0].pcm == b"\x01\x00\x02\x00"  # type: ignore[union-attr]
+    assert {o.utterance_id for o in outputs} == {utterance}  # type: ignore[union-attr]
     assert outputs[1].usage.characters == 5  # type: ignore[union-attr]
     assert core.state is SessionState.READY
-    (finish,) = core.finish()
-    assert isinstance(finish.event, p.SessionFinish)
+    core.finish()
+    (finish,) = core.take_sends()
+    assert isinstance(finish, p.SessionFinish)
     assert core.receive(p.SessionFinished()) == (Finished(),)
-    assert core.state is SessionState.FINISHED
+    assert core.state is SessionState.CLOSED
     assert core.session_id == "sess_1"
 
 
@@ -100,6 +107,7 @@ def test_fields_not_echoed_are_fine() -> None:
     core = ClientSession(CONFIG)
     core.receive(created())
     (ready,) = core.receive(p.SessionUpdated(session=p.SessionConfig(id="sess_1")))
+    assert core.take_sends()[0].type == "session.update"
     assert isinstance(ready, Ready)
 
 
@@ -116,6 +124,8 @@ def test_unknown_events_are_skipped_and_wrong_calls_name_the_state() -> None:
         core.speak("hi")
     core.receive(created())
     core.receive(updated())
+    with pytest.raises(InvalidStateError, match="configure: the session is ready"):
+        core.configure(CONFIG)  # one voice configuration for life (§3.2)
     core.finish()
     with pytest.raises(InvalidStateError, match="finishing"):
         core.speak("hi")

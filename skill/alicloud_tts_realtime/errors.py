@@ -46,6 +46,9 @@ __all__ = [
     "ResponseTimeoutError",
     "ServiceError",
     "TTSError",
+    "classify_close",
+    "classify_status",
+    "close_error",
 ]
 
 
@@ -188,7 +191,7 @@ class ServiceError(RemoteError):
     ) -> None:
         if retryable is None:
             # Protocol doc §3.8: server errors end the session but are transient; client errors are final.
-            retryable = error_type == "server_error" or (status is not None and status >= 500)
+            retryable = error_type == "server_error" or (status is not None and classify_status(status)[1])
         super().__init__(message, status=status, code=code, request_id=request_id, retryable=retryable)
         self.error_type = error_type
         self.param = param
@@ -217,3 +220,71 @@ class ResponseTimeoutError(RemoteError, TimeoutError):
     """Nothing arrived from the service within the allowed time."""
 
     retryable = True
+
+
+# --- the one table from an HTTP status or a close code to an error class ---------------------------
+#
+# Every engine asks these two functions which class an HTTP refusal (the WebSocket upgrade, the HTTP
+# API) or a WebSocket close is, and whether a fresh attempt may help; only the wording of the message
+# is each engine's own.
+
+THROTTLE_CLOSE_CODE = 1011  # §3.8: "To many requests. Your requests are being throttled..."
+ABNORMAL_CLOSE_CODE = 1006  # no close frame: the TCP connection dropped
+
+
+def classify_status(status: int, code: str | None = None) -> tuple[type[RemoteError], bool]:
+    """The error class and ``retryable`` for an HTTP status (and the DashScope body ``code``).
+
+    401/403 or ``InvalidApiKey``: the key (final). 429 or ``Throttling*``: throttled (retry after a
+    pause). 408 and 5xx: transient service errors. Any other status: a final refusal.
+    """
+    if status in (401, 403) or code == "InvalidApiKey":
+        return AuthenticationError, False
+    if status == 429 or (code or "").startswith("Throttling"):
+        return RateLimitError, True
+    return ServiceError, status == 408 or status >= 500
+
+
+def classify_close(code: int | None, reason: str, got_audio: bool) -> tuple[type[RemoteError], bool, str]:
+    """The error class, ``retryable`` and a sentence for a connection closed before ``session.finished``.
+
+    Args:
+        code: The close code received; ``None`` (the SDK's word for it) or 1006 when the TCP
+            connection dropped without a close frame.
+        reason: The close reason, possibly empty.
+        got_audio: Whether audio already reached the caller (a retry would then speak twice).
+    """
+    said = f": {reason}" if reason else ""
+    if code is None or code == ABNORMAL_CLOSE_CODE:
+        if got_audio:
+            return ConnectionFailedError, True, "The connection dropped mid-stream without a close frame (close 1006)."
+        return (
+            ConnectionFailedError,
+            True,
+            "The connection to the service dropped before any audio, without a close frame (close 1006); "
+            "a new attempt may succeed.",
+        )
+    if code == THROTTLE_CLOSE_CODE and "many requests" in reason.lower():
+        return RateLimitError, True, f"The service is throttling requests (close {code}{said}); wait and retry."
+    if got_audio:
+        return ConnectionFailedError, True, f"The connection dropped mid-stream (close {code}{said})."
+    if code == 1000:
+        # A clean close before any audio is how the service answers an unknown model (§3.5 gotcha 1).
+        return (
+            NoAudioError,
+            False,
+            f"The service closed the session before any audio (close {code}{said}). "
+            "This is how it answers an unknown or unavailable model: check the model name and region.",
+        )
+    # 1001 going away, 1011 internal error, 1012 restart, 1013 try again later: transient.
+    return (
+        ServiceError,
+        code in (1001, 1011, 1012, 1013, 1014),
+        f"The service closed the connection (close {code}{said}).",
+    )
+
+
+def close_error(code: int | None, reason: str, got_audio: bool) -> RemoteError:
+    """The error for a connection the service closed before ``session.finished`` (every WebSocket engine)."""
+    cls, retryable, message = classify_close(code, reason, got_audio)
+    return cls(message, retryable=retryable)

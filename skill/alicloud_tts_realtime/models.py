@@ -159,6 +159,10 @@ class SpeechResponse(BaseModel):
     characters: int | None = Field(default=None, description="Billed characters reported by the service.")
     session_id: str | None = Field(default=None, description="Service session id, for support requests.")
     file_path: str | None = Field(default=None, description="Absolute path of the saved WAV file, if saved.")
+    reused_connection: bool = Field(
+        default=False, description="Whether the audio came over a connection that was already open (no handshake)."
+    )
+    connect_ms: int = Field(default=0, description="Milliseconds spent opening a new connection (0 when reused).")
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +192,8 @@ class SynthesisOutcome:
         characters: Billed characters, when the service reports them.
         session_id: Service session id, when there is one.
         engine: The engine that produced the audio, when a composite engine chose among several.
+        reused_connection: Whether the engine used a connection that was already open.
+        connect_ms: Milliseconds spent opening a new connection (0 when reused, or no connection).
     """
 
     finish_reason: FinishReason
@@ -195,6 +201,8 @@ class SynthesisOutcome:
     characters: int | None = None
     session_id: str | None = None
     engine: str | None = None
+    reused_connection: bool = False
+    connect_ms: int = 0
 
 
 def build_request(**fields: object) -> SpeechRequest:

@@ -142,4 +142,6 @@ async def synthesize(
         characters=outcome.characters,
         session_id=outcome.session_id,
         file_path=file_path,
+        reused_connection=outcome.reused_connection,
+        connect_ms=outcome.connect_ms,
     )

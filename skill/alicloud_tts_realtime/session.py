@@ -1,22 +1,39 @@
-"""The sans-I/O client session: server events in, client events and audio out.
+"""The sans-I/O client session: server events in, client events and tagged outputs out.
 
 :class:`ClientSession` knows the realtime protocol's order and nothing about sockets, tasks or
-clocks. The driver (:mod:`.engines.realtime`) feeds it every parsed server event with
-:meth:`ClientSession.receive`, sends the client events it returns, and surfaces the audio and
-outcomes it produces. Requests for speech and the end of the session go through
-:meth:`ClientSession.speak` and :meth:`ClientSession.finish`, which also return the events to
-send. The legal order lives in one table, :data:`ALLOWED`; anything else is a protocol violation.
+clocks (h11's and wsproto's design). A driver (:mod:`.connection`, or the SDK bridge in
+:mod:`.engines.sdk`) feeds it every parsed server event with :meth:`ClientSession.receive` and
+surfaces the outputs it returns; the client calls (:meth:`~ClientSession.configure`,
+:meth:`~ClientSession.append`, :meth:`~ClientSession.commit`, :meth:`~ClientSession.clear`,
+:meth:`~ClientSession.finish`) queue client events, which the driver takes with
+:meth:`ClientSession.take_sends` and sends in order.
 
-A session can carry several utterances (``commit`` mode: one response per commit, §3.6), which is
-what a warm pool of pre-opened sessions will reuse. In ``server_commit`` mode the service segments
-the appended text itself and may start responses while the client is idle or finishing; that is
-the mode for text that arrives in pieces (an LLM's tokens).
+The session exists before it is configured, so that a pool can hold connected sessions and
+configure one for whichever voice is asked for next::
+
+    CONNECTING --session.created--> CREATED --configure()--> CONFIGURING --session.updated--> READY
+    READY --commit()--> RESPONDING --response.done (last pending)--> READY
+    READY/RESPONDING/CREATED --finish()--> FINISHING --session.finished--> CLOSED
+    any --error event / violation / connection_lost()--> FAILED
+
+Every legal step is one entry of :data:`TRANSITIONS`; anything else is a protocol violation
+(server events) or an :class:`~.errors.InvalidStateError` (client calls).
+
+Utterances: in ``commit`` mode each :meth:`~ClientSession.commit` is one utterance, whose id is the
+commit's ``event_id``; responses follow commits in order (§3.6), and every :class:`Audio` and
+:class:`ResponseComplete` carries the utterance it belongs to. An ``invalid_request_error`` whose
+``event_id`` names one pending commit fails that utterance only (:class:`UtteranceFailed`) and the
+session stays usable. ``session.update`` after text is refused by the service (§3.2), so a
+configured session serves one voice configuration for life: :meth:`~ClientSession.configure` is
+allowed once. In ``server_commit`` mode the service segments the appended text itself and starts
+responses on its own; their outputs are tagged with the response id.
 """
 
 from __future__ import annotations
 
 import enum
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -26,16 +43,17 @@ from .errors import InvalidStateError, NoAudioError, ProtocolViolationError, Ser
 from .models import FinishReason, SynthesisOutcome
 
 __all__ = [
-    "ALLOWED",
+    "TRANSITIONS",
     "Audio",
     "ClientSession",
+    "Created",
     "Finished",
     "Output",
     "Ready",
     "ResponseComplete",
-    "Send",
     "SessionState",
     "Utterance",
+    "UtteranceFailed",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,37 +63,61 @@ class SessionState(enum.Enum):
     """Where the session stands, from the client's side."""
 
     CONNECTING = "connecting"  # socket open, waiting for session.created
+    CREATED = "created"  # session.created received; not configured yet (a pool may hold it so)
     CONFIGURING = "configuring"  # session.update sent, waiting for session.updated
-    READY = "ready"  # configured and idle: speak() or finish()
-    RESPONDING = "responding"  # text committed, response in progress
+    READY = "ready"  # configured and idle: append/commit or finish
+    RESPONDING = "responding"  # a commit (or a service-started response) is pending
     FINISHING = "finishing"  # session.finish sent, waiting for session.finished
-    FINISHED = "finished"  # session.finished received; the driver closes the socket
-    FAILED = "failed"  # an error event or a protocol violation ended the session
+    CLOSED = "closed"  # session.finished received, or the socket closed cleanly after it
+    FAILED = "failed"  # an error event, a protocol violation or a lost connection ended it
 
 
-_RESPONSE_EVENTS = frozenset(p.RESPONSE_CYCLE) | {"input_text_buffer.committed"}
+S = SessionState
+_RESPONSE = tuple(p.RESPONSE_CYCLE)
+# Server events that may arrive in the state without changing it.
+_STAY_RESPONDING = {name: S.RESPONDING for name in _RESPONSE if name != "response.done"}
+_STAY_FINISHING = {name: S.FINISHING for name in _RESPONSE}
 
-# Which server events may arrive in each state (§3.5). ``error`` is allowed everywhere and handled
-# first. ``input_text_buffer.committed`` may come unsolicited (RUST-RT tolerates it in
-# server_commit), and a response may still be completing after session.finish was sent (§3.6).
-ALLOWED: dict[SessionState, frozenset[str]] = {
-    SessionState.CONNECTING: frozenset({"session.created"}),
-    SessionState.CONFIGURING: frozenset({"session.updated"}),
-    SessionState.READY: frozenset({"input_text_buffer.committed", "input_text_buffer.cleared"}),
-    SessionState.RESPONDING: _RESPONSE_EVENTS | {"input_text_buffer.cleared"},
-    SessionState.FINISHING: _RESPONSE_EVENTS | {"session.finished"},
-    SessionState.FINISHED: frozenset(),
-    SessionState.FAILED: frozenset(),
+# The one transition table: state -> {server event type or client call ("call:…"): next state}.
+# ``response.done`` in RESPONDING goes to READY only when no other commit is pending (see _advance).
+# ``input_text_buffer.committed`` may come unsolicited (RUST-RT tolerates it in server_commit), and
+# a response may still be completing after session.finish was sent (§3.6).
+TRANSITIONS: dict[SessionState, dict[str, SessionState]] = {
+    S.CONNECTING: {"session.created": S.CREATED},
+    S.CREATED: {"call:configure": S.CONFIGURING, "call:finish": S.FINISHING},
+    S.CONFIGURING: {"session.updated": S.READY},
+    S.READY: {
+        "input_text_buffer.committed": S.READY,
+        "input_text_buffer.cleared": S.READY,
+        "call:append": S.READY,
+        "call:commit": S.RESPONDING,
+        "call:clear": S.READY,
+        "call:finish": S.FINISHING,
+    },
+    S.RESPONDING: {
+        **_STAY_RESPONDING,
+        "input_text_buffer.committed": S.RESPONDING,
+        "input_text_buffer.cleared": S.RESPONDING,
+        "response.done": S.READY,
+        "call:append": S.RESPONDING,
+        "call:commit": S.RESPONDING,  # pipelining: the service may queue or reject it (§11 q6)
+        "call:clear": S.RESPONDING,
+        "call:finish": S.FINISHING,
+    },
+    S.FINISHING: {**_STAY_FINISHING, "input_text_buffer.committed": S.FINISHING, "session.finished": S.CLOSED},
+    S.CLOSED: {},
+    S.FAILED: {},
 }
 # server_commit: the service starts responses on its own, so an idle session may receive them too.
-_SERVER_COMMIT_READY = ALLOWED[SessionState.READY] | _RESPONSE_EVENTS
+_SERVER_COMMIT_READY = {**_STAY_RESPONDING, "response.created": S.RESPONDING, "response.done": S.READY}
 
 
 @dataclass(frozen=True, slots=True)
-class Send:
-    """A client event the driver must send now, in order."""
+class Created:
+    """``session.created`` arrived: the session can be configured."""
 
-    event: p.SessionUpdate | p.InputTextBufferAppend | p.InputTextBufferCommit | p.SessionFinish
+    session_id: str | None
+    model: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,19 +129,29 @@ class Ready:
 
 @dataclass(frozen=True, slots=True)
 class Audio:
-    """Decoded PCM16 audio of one response, in arrival order."""
+    """Decoded PCM16 audio of one utterance, in arrival order."""
 
     pcm: bytes
+    utterance_id: str
     response_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class ResponseComplete:
-    """A response ended; ``status`` is ``completed``, ``cancelled``, ``incomplete`` or ``failed``."""
+    """An utterance's response ended; ``status`` is ``completed``, ``cancelled``, ``incomplete`` or ``failed``."""
 
+    utterance_id: str
     response_id: str
     status: str
     usage: p.Usage | None
+
+
+@dataclass(frozen=True, slots=True)
+class UtteranceFailed:
+    """The service refused one commit (an error naming its ``event_id``); the session stays usable."""
+
+    utterance_id: str
+    error: ServiceError
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +159,7 @@ class Finished:
     """``session.finished`` arrived: close the socket (the real service may not, §3.8)."""
 
 
-Output = Send | Ready | Audio | ResponseComplete | Finished
+Output = Created | Ready | Audio | ResponseComplete | UtteranceFailed | Finished
 
 
 def _same(requested: object, echoed: object) -> bool:
@@ -118,32 +170,69 @@ def _same(requested: object, echoed: object) -> bool:
     return requested == echoed
 
 
+def _service_error(err: p.ErrorDetail) -> ServiceError:
+    return ServiceError(
+        f"The service rejected the request: {err.message or err.code or 'unknown error'}",
+        error_type=err.type,
+        code=err.code,
+        param=err.param,
+        event_id=err.event_id,
+    )
+
+
 class ClientSession:
-    """Client-side state machine of one realtime session.
+    """Client-side state machine of one realtime session (several utterances in ``commit`` mode).
 
     Args:
-        config: The ``session`` object to send in ``session.update`` once ``session.created``
-            arrives. Its ``voice`` and ``sample_rate`` are checked against the echo.
+        config: Optional ``session`` object; when given, :meth:`configure` is called with it as
+            soon as ``session.created`` arrives (the one-utterance drivers' shortcut).
 
     Attributes:
         state: The current :class:`SessionState`.
+        config: The configuration sent, once :meth:`configure` was called.
         session_id: The service's ``sess_…`` id, once known.
         model: The model the service says it serves (echo of ``?model=``), once known.
     """
 
-    def __init__(self, config: p.SessionConfig) -> None:
-        self.config = config
+    def __init__(self, config: p.SessionConfig | None = None) -> None:
         self.state = SessionState.CONNECTING
+        self.config: p.SessionConfig | None = None
         self.session_id: str | None = None
         self.model: str | None = None
+        self._auto_config = config
+        self._sends: list[p.ClientEvent] = []
+        self._pending: deque[str] = deque()  # committed utterances without response.done, in order
         self._response_id: str | None = None
-        self._pending_commits = 0
+        self._appended_since_commit = False
+
+    # --- the table -----------------------------------------------------------------------------
+
+    def _advance(self, step: str) -> SessionState:
+        table = TRANSITIONS[self.state]
+        if self.state is S.READY and self.server_commit and step in _SERVER_COMMIT_READY:
+            table = _SERVER_COMMIT_READY
+        target = table.get(step)
+        if target is None:
+            state = self.state
+            if step.startswith("call:"):
+                raise InvalidStateError(f"Cannot {step[5:]}: the session is {state.value}.")
+            self.state = S.FAILED
+            raise ProtocolViolationError(f"Unexpected {step!r} while the session is {state.value}.")
+        if step == "response.done" and target is S.READY and self._pending:
+            target = S.RESPONDING  # more commits are pending
+        self.state = target
+        return target
+
+    # --- server events ------------------------------------------------------------------------
 
     def receive(self, event: p.ServerEvent | p.UnknownEvent) -> Sequence[Output]:
-        """Feed one parsed server event; return what the driver must send or surface.
+        """Feed one parsed server event; return what the driver must surface.
+
+        Client events the session wants sent (``session.update`` after a configured creation, an
+        ``input_text_buffer.clear`` after a refused commit) are queued for :meth:`take_sends`.
 
         Raises:
-            ServiceError: The service sent an ``error`` event.
+            ServiceError: The service sent an ``error`` event that does not name one pending commit.
             ProtocolViolationError: The event is not allowed in the current state, or the
                 configuration echo contradicts what was requested.
         """
@@ -151,39 +240,47 @@ class ClientSession:
             logger.info("ignoring unknown server event %r", event.type)
             return ()
         if isinstance(event, p.ErrorEvent):
-            self.state = SessionState.FAILED
-            err = event.error
-            raise ServiceError(
-                f"The service rejected the request: {err.message or err.code or 'unknown error'}",
-                error_type=err.type,
-                code=err.code,
-                param=err.param,
-                event_id=err.event_id,
-            )
-        allowed = ALLOWED[self.state]
-        if self.state is SessionState.READY and self.server_commit:
-            allowed = _SERVER_COMMIT_READY
-        if event.type not in allowed:
-            state, self.state = self.state, SessionState.FAILED
-            raise ProtocolViolationError(f"Unexpected {event.type!r} while the session is {state.value}.")
+            return self._error(event.error)
+        self._advance(event.type)
         return self._handle(event)
+
+    def _error(self, err: p.ErrorDetail) -> Sequence[Output]:
+        error = _service_error(err)
+        if (
+            err.event_id is not None
+            and err.event_id in self._pending
+            and err.type != "server_error"
+            and self.state in (S.READY, S.RESPONDING, S.FINISHING)
+        ):
+            # One commit was refused (e.g. too long, or a commit while responding under "reject"):
+            # that utterance fails, the session goes on. The refused text may still be buffered
+            # (the emulator keeps it), so clear it unless more text was appended since.
+            self._pending.remove(err.event_id)
+            if not self._appended_since_commit and self.state is not S.FINISHING:
+                self._sends.append(p.InputTextBufferClear())
+            if self.state is S.RESPONDING and not self._pending and self._response_id is None:
+                self.state = S.READY
+            return (UtteranceFailed(err.event_id, error),)
+        self.state = S.FAILED
+        raise error
 
     def _handle(self, event: p.ServerEvent) -> Sequence[Output]:
         if isinstance(event, p.SessionCreated):
             self.session_id = event.session.id
             self.model = event.session.model
-            self.state = SessionState.CONFIGURING
-            return (Send(p.SessionUpdate(session=self.config)),)
+            if self._auto_config is not None:
+                self.configure(self._auto_config)
+            return (Created(self.session_id, self.model),)
         if isinstance(event, p.SessionUpdated):
+            assert self.config is not None
             for field in ("voice", "sample_rate", "mode", "response_format", "language_type"):
                 if not _same(getattr(self.config, field), getattr(event.session, field)):
-                    self.state = SessionState.FAILED
+                    self.state = S.FAILED
                     raise ProtocolViolationError(
                         f"The service configured {field}={getattr(event.session, field)!r}, "
                         f"not the requested {getattr(self.config, field)!r}."
                     )
             self.session_id = event.session.id or self.session_id
-            self.state = SessionState.READY
             return (Ready(event.session),)
         if isinstance(event, p.ResponseCreated):
             self._response_id = event.response.id
@@ -191,68 +288,134 @@ class ClientSession:
         if isinstance(event, p.ResponseAudioDelta):
             if self._response_id is None:
                 self._response_id = event.response_id  # tolerate a missing response.created
-            return (Audio(decode_chunk(event.delta), event.response_id),)
+            return (Audio(decode_chunk(event.delta), self._utterance(event.response_id), event.response_id),)
         if isinstance(event, p.ResponseDone):
+            utterance = self._utterance(event.response.id)
+            if self._pending and not self.server_commit:
+                self._pending.popleft()
             self._response_id = None
-            self._pending_commits = max(0, self._pending_commits - 1)
-            if self.state is SessionState.RESPONDING and self._pending_commits == 0:
-                self.state = SessionState.READY
-            return (ResponseComplete(event.response.id, event.response.status, event.response.usage),)
+            if self.state is S.RESPONDING and not self._pending:
+                self.state = S.READY
+            return (ResponseComplete(utterance, event.response.id, event.response.status, event.response.usage),)
         if isinstance(event, p.SessionFinished):
-            self.state = SessionState.FINISHED
             return (Finished(),)
         return ()  # committed, cleared and the structural response.* events carry nothing to surface
+
+    def _utterance(self, response_id: str) -> str:
+        if self.server_commit or not self._pending:
+            return response_id  # the service's own segment, or a response finishing the session
+        return self._pending[0]
+
+    # --- client calls ---------------------------------------------------------------------------
 
     @property
     def server_commit(self) -> bool:
         """Whether the service segments the text itself (``mode: server_commit``)."""
-        return self.config.mode == "server_commit"
+        config = self.config or self._auto_config
+        return config is not None and config.mode == "server_commit"
 
-    def speak(self, text: str) -> Sequence[Send]:
-        """Queue ``text``; return the events to send.
-
-        ``commit`` mode: append and commit, one response. ``server_commit`` mode: append only; the
-        service decides when to speak, and :meth:`finish` flushes the rest.
+    def configure(self, config: p.SessionConfig) -> None:
+        """Queue ``session.update``; allowed once, after ``session.created`` (one voice for life).
 
         Raises:
-            InvalidStateError: The session is not ready (not yet configured, or finished).
+            InvalidStateError: The session is not newly created.
         """
-        if self.state not in (SessionState.READY, SessionState.RESPONDING):
-            raise InvalidStateError(f"Cannot speak: the session is {self.state.value}.")
+        self._advance("call:configure")
+        self.config = config
+        self._sends.append(p.SessionUpdate(session=config))
+
+    def append(self, text: str) -> None:
+        """Queue ``input_text_buffer.append``; in ``commit`` mode the text waits for :meth:`commit`."""
+        self._advance("call:append")
+        self._appended_since_commit = True
+        self._sends.append(p.InputTextBufferAppend(text=text))
+
+    def commit(self) -> str:
+        """Queue ``input_text_buffer.commit``; return the new utterance's id (the commit's ``event_id``).
+
+        Raises:
+            InvalidStateError: The session is not configured, finishing or over, or in
+                ``server_commit`` mode (the service commits itself).
+        """
         if self.server_commit:
-            return (Send(p.InputTextBufferAppend(text=text)),)
-        self.state = SessionState.RESPONDING
-        self._pending_commits += 1
-        return (Send(p.InputTextBufferAppend(text=text)), Send(p.InputTextBufferCommit()))
+            raise InvalidStateError("Cannot commit: the session is in server_commit mode.")
+        self._advance("call:commit")
+        event = p.InputTextBufferCommit()
+        self._pending.append(event.event_id)
+        self._appended_since_commit = False
+        self._sends.append(event)
+        return event.event_id
 
-    def finish(self) -> Sequence[Send]:
-        """End the session after pending responses; return the ``session.finish`` event to send.
+    def clear(self) -> None:
+        """Queue ``input_text_buffer.clear``: drop text appended and not yet committed."""
+        self._advance("call:clear")
+        self._appended_since_commit = False
+        self._sends.append(p.InputTextBufferClear())
 
-        Raises:
-            InvalidStateError: The session is not configured yet, or already finishing or over.
-        """
-        if self.state not in (SessionState.READY, SessionState.RESPONDING):
-            raise InvalidStateError(f"Cannot finish: the session is {self.state.value}.")
-        self.state = SessionState.FINISHING
-        return (Send(p.SessionFinish()),)
+    def finish(self) -> None:
+        """Queue ``session.finish``: end the session after the pending responses."""
+        self._advance("call:finish")
+        self._sends.append(p.SessionFinish())
+
+    def speak(self, text: str) -> str | None:
+        """Append ``text`` and, in ``commit`` mode, commit it; return the utterance id (``None`` in server_commit)."""
+        self.append(text)
+        return None if self.server_commit else self.commit()
+
+    def connection_lost(self) -> None:
+        """The socket closed: the session is over (CLOSED after ``session.finished``, else FAILED)."""
+        if self.state is not S.CLOSED:
+            self.state = S.FAILED
+
+    def take_sends(self) -> list[p.ClientEvent]:
+        """The client events queued since the last call, in the order they must be sent."""
+        sends, self._sends = self._sends, []
+        return sends
+
+    @property
+    def pending(self) -> int:
+        """Commits sent whose ``response.done`` has not arrived."""
+        return len(self._pending)
 
     @property
     def responding(self) -> bool:
         """Whether a response is pending: committed and not done, or started by the service (server_commit)."""
-        return self._pending_commits > 0 or self._response_id is not None
+        return bool(self._pending) or self._response_id is not None
 
 
 _FINISH_REASONS: dict[str, FinishReason] = {"completed": "stop", "cancelled": "cancelled", "incomplete": "incomplete"}
 
 
+def outcome_of(status: str | None, got_audio: bool) -> FinishReason:
+    """The finish reason of an utterance that ended with response ``status``.
+
+    Raises:
+        ServiceError: The response failed.
+        NoAudioError: It completed without audio.
+        ProtocolViolationError: It ended with an unknown status.
+    """
+    status = status or "completed"
+    if status == "failed":
+        raise ServiceError("The service reported the response as failed.")
+    if not got_audio:
+        raise NoAudioError(
+            f"The session completed without audio (response status {status!r}); check the text and the voice."
+        )
+    if status not in _FINISH_REASONS:
+        raise ProtocolViolationError(f"Unknown response status {status!r}.")
+    return _FINISH_REASONS[status]
+
+
 class Utterance:
     """The policy of a one-utterance session, on top of :class:`ClientSession`.
 
-    Speaks ``text`` as soon as the configuration is accepted, finishes the session when the response
-    completes, collects the audio, and turns the end of the session into an outcome. Both drivers of
-    the protocol (the native client and the official-SDK bridge) use it, so they cannot drift.
-    In ``server_commit`` mode it appends the text and finishes at once, as the SDK's sample does;
-    the service's segments may make several responses, whose billed characters add up.
+    Configures the session when it is created, speaks ``text`` as soon as the configuration is
+    accepted, finishes the session when the response completes, collects the audio, and turns the
+    end of the session into an outcome. The official-SDK bridge uses it; the native client's
+    :class:`~.connection.RealtimeConnection` uses the same core and the same :func:`outcome_of`,
+    so they cannot drift. In ``server_commit`` mode it appends the text and finishes at once, as
+    the SDK's sample does; the service's segments may make several responses, whose billed
+    characters add up.
 
     Args:
         config: The ``session.update`` body.
@@ -268,7 +431,7 @@ class Utterance:
 
     @property
     def finished(self) -> bool:
-        return self.core.state is SessionState.FINISHED
+        return self.core.state is SessionState.CLOSED
 
     def receive(self, event: p.ServerEvent | p.UnknownEvent) -> tuple[list[p.ClientEvent], list[bytes]]:
         """Feed one server event; return the client events to send now and the audio to surface.
@@ -276,26 +439,26 @@ class Utterance:
         Raises:
             ServiceError, ProtocolViolationError: As :meth:`ClientSession.receive`.
         """
-        sends: list[p.ClientEvent] = []
         audio: list[bytes] = []
         for out in self.core.receive(event):
-            if isinstance(out, Send):
-                sends.append(out.event)
-            elif isinstance(out, Audio):
+            if isinstance(out, Audio):
                 self.got_audio = True
                 audio.append(out.pcm)
             elif isinstance(out, Ready):
-                sends.extend(send.event for send in self.core.speak(self.text))
+                self.core.speak(self.text)
                 if self.core.server_commit:
-                    sends.extend(send.event for send in self.core.finish())
+                    self.core.finish()
+            elif isinstance(out, UtteranceFailed):
+                self.core.state = SessionState.FAILED
+                raise out.error
             elif isinstance(out, ResponseComplete):
                 if self._status in (None, "completed"):  # the first response that did not complete decides
                     self._status = out.status
                 if out.usage is not None and out.usage.characters is not None:
                     self._characters = (self._characters or 0) + out.usage.characters
-                if not self.core.server_commit:
-                    sends.extend(send.event for send in self.core.finish())
-        return sends, audio
+                if not self.core.server_commit and not self.core.responding:
+                    self.core.finish()
+        return self.core.take_sends(), audio
 
     def outcome(self, model: str) -> SynthesisOutcome:
         """The outcome once ``session.finished`` arrived.
@@ -304,21 +467,10 @@ class Utterance:
             model: The requested model, used when the service did not echo one.
 
         Raises:
-            ServiceError: The response failed.
-            NoAudioError: The session completed without audio.
-            ProtocolViolationError: The response ended with an unknown status.
+            ServiceError, NoAudioError, ProtocolViolationError: As :func:`outcome_of`.
         """
-        status = self._status or "completed"
-        if status == "failed":
-            raise ServiceError("The service reported the response as failed.")
-        if not self.got_audio:
-            raise NoAudioError(
-                f"The session completed without audio (response status {status!r}); check the text and the voice."
-            )
-        if status not in _FINISH_REASONS:
-            raise ProtocolViolationError(f"Unknown response status {status!r}.")
         return SynthesisOutcome(
-            finish_reason=_FINISH_REASONS[status],
+            finish_reason=outcome_of(self._status, self.got_audio),
             model=self.core.model or model,
             characters=self._characters,
             session_id=self.core.session_id,

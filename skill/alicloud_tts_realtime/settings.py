@@ -14,12 +14,15 @@ import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from .errors import ConfigurationError
 from .quoting import quote
+
+_N = TypeVar("_N", int, float)
 
 __all__ = ["REGIONS", "Settings", "load_settings"]
 
@@ -50,6 +53,10 @@ class Settings:
             with AccessKey credentials but no ``dashscope_api_key``; said wherever "no key" is.
         max_connections: Realtime connections open at once (``DASHSCOPE_MAX_CONNECTIONS``); personal
             accounts get 3, counted over every key and workspace of the root account.
+        pool_idle_s: Seconds an idle pooled socket is kept (``DASHSCOPE_POOL_IDLE_S``).
+        pool_max_age_s: Seconds after which a socket is no longer handed out.
+        ws_deflate: Offer permessage-deflate (``DASHSCOPE_WS_DEFLATE=1``); off by default, as it
+            costs client CPU and latency on base64 audio that hardly compresses.
     """
 
     api_key: SecretStr | None = None
@@ -63,6 +70,9 @@ class Settings:
     idle_timeout: float = 20.0
     key_note: str | None = None
     max_connections: int = 3
+    pool_idle_s: float = 60.0
+    pool_max_age_s: float = 900.0
+    ws_deflate: bool = False
 
     @property
     def audio_dir(self) -> Path:
@@ -259,6 +269,26 @@ def _max_connections(value: str) -> int:
             f"got {value[:20]!r}; personal accounts get 3."
         )
     return number
+def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N], *, minimum: float) -> _N:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or value < minimum or value != value:  # NaN
+        raise ConfigurationError(f"{name} must be a number >= {minimum:g}, got {raw[:20]!r}.")
+    return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{name} must be 1 or 0, got {raw[:20]!r}.")
 
 
 def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
@@ -319,6 +349,8 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
     http_url = _check_url("DASHSCOPE_HTTP_BASE_URL", http_url, ("http", "https")) if http_url else http_base
 
     return Settings(
+        pool_idle_s=_number(env, "DASHSCOPE_POOL_IDLE_S", 60.0, float, minimum=0),
+        ws_deflate=_flag(env, "DASHSCOPE_WS_DEFLATE"),
         api_key=SecretStr(key) if key else None,
         key_source=source,
         region=region,

@@ -32,6 +32,7 @@ from typing import Any
 
 from .. import __version__, catalog
 from ..audio import decode_chunk
+from ..connection import _endpoint, _host
 from ..errors import (
     AuthenticationError,
     ConfigurationError,
@@ -45,12 +46,12 @@ from ..errors import (
     RemoteError,
     ResponseTimeoutError,
     ServiceError,
+    classify_status,
 )
 from ..models import AudioChunk, FinishReason, SpeechRequest, SynthesisOutcome
 from ..quoting import quote
 from ..settings import Settings
 from .base import Capabilities, Engine, StreamItem
-from .realtime import _endpoint, _host
 
 __all__ = ["GENERATION_PATH", "HttpEngine", "SseFrame", "SseParser", "map_httpx_errors"]
 
@@ -207,25 +208,22 @@ def _error(status: int | None, body: Any, request_id: str | None) -> RemoteError
     request_id = fields.get("request_id") or request_id
     said = f": {message.rstrip('. ')}" if message else ""
     where = f"HTTP {status}{said}" if status else (message or code or "error frame")
-    if status in (401, 403) or code == "InvalidApiKey":
-        return AuthenticationError(
+    cls, retryable = classify_status(status or 0, code)
+    if status is None and cls is ServiceError:
+        retryable = False  # an error frame without a status: a refusal of the request itself
+    if cls is AuthenticationError:
+        text = (
             f"The HTTP API refused the API key ({where}); check DASHSCOPE_API_KEY, and that the key "
-            "belongs to DASHSCOPE_REGION (Beijing and Singapore keys differ).",
-            status=status, code=code, request_id=request_id,
-        )  # fmt: skip
-    if status == 429 or (code or "").startswith("Throttling"):
-        return RateLimitError(
-            f"The HTTP API is throttling requests ({where}); wait and retry.",
-            status=status, code=code, request_id=request_id,
-        )  # fmt: skip
-    hint = ""
-    if _REALTIME_ONLY in message:
-        hint = f" Realtime models are WebSocket-only; over HTTP use {catalog.DEFAULT_HTTP_MODEL!r}."
-    return ServiceError(
-        f"The HTTP API rejected the request ({where}).{hint}",
-        status=status, code=code, request_id=request_id,
-        retryable=status is not None and (status == 408 or status >= 500),
-    )  # fmt: skip
+            "belongs to DASHSCOPE_REGION (Beijing and Singapore keys differ)."
+        )
+    elif cls is RateLimitError:
+        text = f"The HTTP API is throttling requests ({where}); wait and retry."
+    else:
+        hint = ""
+        if _REALTIME_ONLY in message:
+            hint = f" Realtime models are WebSocket-only; over HTTP use {catalog.DEFAULT_HTTP_MODEL!r}."
+        text = f"The HTTP API rejected the request ({where}).{hint}"
+    return cls(text, status=status, code=code, request_id=request_id, retryable=retryable)
 
 
 class HttpEngine(Engine):

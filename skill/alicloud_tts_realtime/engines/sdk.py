@@ -42,18 +42,20 @@ import anyio
 import anyio.to_thread
 
 from .. import protocol as p
+from ..connection import status_error
 from ..errors import (
     ConfigurationError,
     ConnectionFailedError,
     EngineUnavailableError,
     RemoteError,
     ResponseTimeoutError,
+    close_error,
 )
 from ..models import AudioChunk, SpeechRequest
 from ..session import Utterance
 from ..settings import Settings
 from .base import Capabilities, Engine, StreamItem
-from .realtime import RealtimeEngine, _status_error, close_error
+from .realtime import RealtimeEngine
 
 __all__ = ["INSTALL_HINT", "SdkEngine", "map_sdk_error", "require_sdk", "sdk_version"]
 
@@ -229,7 +231,7 @@ def map_sdk_error(exc: BaseException, *, got_audio: bool = False, url: str | Non
 
     if isinstance(exc, websocket.WebSocketBadStatusException):
         headers = exc.resp_headers or {}
-        return _status_error(exc.status_code, exc.resp_body, headers.get("x-request-id"), url=url)
+        return status_error(exc.status_code, exc.resp_body, headers.get("x-request-id"), url=url)
     if isinstance(exc, TimeoutError):
         return ConnectionFailedError(
             "The official SDK could not open the WebSocket within its fixed 5 s; it does not say why "
