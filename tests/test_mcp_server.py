@@ -335,7 +335,11 @@ async def test_concurrency_cap_queues_instead_of_failing(tmp_path: Path, emulato
             tg.start_soon(call)
 
     assert len(results) == 2 and not any(result.is_error for result in results)
-    assert most_open == 1 and len(emulator.sessions) == 2
+    assert most_open == 1 and len(emulator.sessions) == 1  # the queued call reuses the first call's socket
+    assert sorted(bool(r.structured_content and r.structured_content["reused_connection"]) for r in results) == [
+        False,
+        True,
+    ]
     assert any(message.startswith("queued behind 1") for message in messages)
 
 

@@ -49,13 +49,13 @@ async def wait_for(predicate: object, timeout: float = 3.0) -> None:
             await anyio.sleep(0.01)
 
 
-def stdio_server(tmp_path: Path, **env: str) -> StdioServerParameters:
+def stdio_server(tmp_path: Path, *options: str, **env: str) -> StdioServerParameters:
     """``serve`` in a fresh process: its own HOME (no credentials file), cwd and data directory."""
     cwd = tmp_path / "cwd"
     cwd.mkdir(exist_ok=True)
     return StdioServerParameters(
         command=sys.executable,
-        args=["-m", "alicloud_tts_realtime", "serve"],
+        args=["-m", "alicloud_tts_realtime", "serve", *options],
         env={"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"), **env},
         cwd=cwd,
     )
@@ -116,7 +116,11 @@ async def test_stdio_realtime_streams_progress_and_cancels_upstream(tmp_path: Pa
         assert len(streamed) == len(updates)
         streamed_ms = sum(len(base64.b64decode(str(chunk["pcm_base64"]))) for chunk in streamed) / 2 / 24
         assert streamed_ms == pytest.approx(result.structured_content["duration_ms"], abs=1)
-        assert emulator.sessions[0].closed_by == "client"
+        # serve prewarmed a session for the default voice; the Ethan call opened its own, kept in the pool.
+        prewarmed, ethan = emulator.sessions
+        assert [type(e).__name__ for e in prewarmed.events] == ["SessionUpdate"] and prewarmed.closed_by is None
+        assert ethan.closed_by is None and emulator.open_sessions == 2
+        assert result.structured_content["reused_connection"] is False
         assert time.perf_counter() - started >= result.structured_content["duration_ms"] / 1000 * 0.8  # paced
 
         first_progress = anyio.Event()
@@ -130,11 +134,30 @@ async def test_stdio_realtime_streams_progress_and_cancels_upstream(tmp_path: Pa
             tg.start_soon(call)
             with anyio.fail_after(5):
                 await first_progress.wait()
-            assert emulator.open_sessions == 1
+            assert emulator.open_sessions == 2 and len(emulator.sessions) == 2  # the pooled Ethan socket again
             tg.cancel_scope.cancel()
-        await wait_for(lambda: emulator.open_sessions == 0)
-    assert "response.done" not in emulator.sessions[1].sent
+        await wait_for(lambda: emulator.open_sessions == 1)  # the cancelled call's socket is discarded
+        assert emulator.sessions[1].closed_by == "client"
+    await wait_for(lambda: emulator.open_sessions == 0)  # the server's exit closes the pool
+    assert emulator.sessions[1].sent.count("response.done") == 1  # the cancelled response never completed
     assert len(list((tmp_path / "out").rglob("*.wav"))) == 1  # the first call's file only
+
+
+async def test_stdio_five_sequential_calls_share_one_connection(tmp_path: Path, emulator: Emulator) -> None:
+    """Issue 10, done when: five sequential calls through one serve process use one connection."""
+    params = stdio_server(
+        tmp_path, "--no-prewarm", DASHSCOPE_API_KEY="sk-emulator", DASHSCOPE_REALTIME_URL=emulator.url
+    )
+    results = []
+    async with Client(params) as client:
+        for i in range(5):
+            result = await client.call_tool("tts_realtime", {"text": f"Call {i}.", "voice": "Cherry"})
+            assert not result.is_error, text_of(result)
+            assert result.structured_content is not None
+            results.append(result.structured_content)
+    assert [r["reused_connection"] for r in results] == [False, True, True, True, True]
+    assert results[0]["connect_ms"] > 0 and [r["connect_ms"] for r in results[1:]] == [0, 0, 0, 0]
+    assert emulator.connections_total == 1 and len({r["session_id"] for r in results}) == 1
 
 
 # --- HTTP -------------------------------------------------------------------------------------

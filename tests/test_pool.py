@@ -8,9 +8,9 @@ import anyio
 import pytest
 from pydantic import SecretStr
 
-from alicloud_tts_realtime import AudioChunk, ConnectionFailedError, build_request
+from alicloud_tts_realtime import AudioChunk, ConnectionFailedError, ServiceError, build_request
 from alicloud_tts_realtime.connection import RealtimeConnection
-from alicloud_tts_realtime.emulator import Emulator, EmulatorConfig, serve_emulator
+from alicloud_tts_realtime.emulator import Emulator, EmulatorConfig, Fault, serve_emulator
 from alicloud_tts_realtime.engines.realtime import RealtimeEngine
 from alicloud_tts_realtime.service import RetryOptions, synthesize
 from alicloud_tts_realtime.settings import Settings
@@ -70,30 +70,19 @@ async def test_the_cap_evicts_an_idle_socket_of_another_voice(emulator: Emulator
 
 async def test_six_concurrent_calls_with_three_voices_hold_at_most_three_sockets(emulator: Emulator) -> None:
     voices = ["Cherry", "Ethan", "Serena"] * 2
-    peak = 0
-
-    async def watch() -> None:
-        nonlocal peak
-        while True:
-            peak = max(peak, emulator.open_sessions)
-            await anyio.sleep(0.002)
-
+    results: list[str] = []
     async with RealtimeEngine(settings_for(emulator)) as engine:
-        results: list[str] = []
 
         async def one(i: int, voice: str) -> None:
             response = await synthesize(build_request(text=f"Concurrent call {i}.", voice=voice), engine)
             results.append(response.voice)
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(watch)
-            async with anyio.create_task_group() as calls:
-                for i, voice in enumerate(voices):
-                    calls.start_soon(one, i, voice)
-            tg.cancel_scope.cancel()
-        assert sorted(results) == sorted(voices)
+            for i, voice in enumerate(voices):
+                tg.start_soon(one, i, voice)
         assert engine.pool.peak_open <= 3
-    assert peak <= 3
+    assert sorted(results) == sorted(voices)
+    assert emulator.peak_open_sessions <= 3 and emulator.connections_total >= 3
 
 
 async def test_callers_queue_when_every_socket_is_busy() -> None:
@@ -176,3 +165,74 @@ async def test_a_drop_before_audio_is_retryable_and_named() -> None:
         assert info.value.retryable and "1006" in str(info.value)
         assert "unknown" not in str(info.value) and "model" not in str(info.value)
         assert len(dropping.sessions) == 3  # retried twice
+
+
+async def test_a_socket_the_server_closed_while_idle_is_replaced_without_an_error() -> None:
+    async with serve_emulator(EmulatorConfig(audio="signal", idle_close_s=0.2)) as emulator:
+        async with RealtimeEngine(settings_for(emulator)) as engine:
+            await synthesize(build_request(text="One.", voice="Cherry"), engine)
+            with anyio.fail_after(3):
+                while emulator.open_sessions:
+                    await anyio.sleep(0.02)
+            second = await synthesize(build_request(text="Two.", voice="Cherry"), engine, retry=RetryOptions(0))
+        assert not second.reused_connection and emulator.connections_total == 2
+
+
+async def test_a_socket_closed_as_it_is_reused_is_replaced_at_once() -> None:
+    # The server closes connection 1 right after its first response: the next call races that close.
+    closing = EmulatorConfig(audio="signal", faults=(Fault(conn=1, response=1, close_idle=True),))
+    async with serve_emulator(closing) as emulator, RealtimeEngine(settings_for(emulator)) as engine:
+        for i in range(3):
+            await synthesize(build_request(text=f"Call {i}.", voice="Cherry"), engine, retry=RetryOptions(0))
+        assert emulator.connections_total == 2  # one replacement, no error, no utterance retry
+
+
+async def test_a_scripted_fault_mid_pool_fails_once_then_a_fresh_socket_succeeds() -> None:
+    # Connection 1 drops during its second response, before any audio of it: retried on a new socket.
+    faulty = EmulatorConfig(audio="signal", faults=(Fault(conn=1, response=2, drop_after=0),))
+    async with serve_emulator(faulty) as emulator, RealtimeEngine(settings_for(emulator)) as engine:
+        first = await synthesize(build_request(text="One.", voice="Cherry"), engine)
+        second = await synthesize(build_request(text="Two.", voice="Cherry"), engine, retry=RetryOptions(1, 0))
+        third = await synthesize(build_request(text="Three.", voice="Cherry"), engine)
+        assert (first.reused_connection, second.reused_connection, third.reused_connection) == (False, False, True)
+        assert emulator.connections_total == 2
+
+
+@pytest.mark.parametrize("behaviour", ["queue", "reject"])
+async def test_one_connection_works_whether_the_service_queues_or_rejects_commits(behaviour: str) -> None:
+    config = RealtimeEngine.session_config(build_request(text="x", voice="Cherry"))
+    emulated = EmulatorConfig(audio="signal", latency_ms=30, commit_while_responding=behaviour)  # type: ignore[arg-type]
+    async with serve_emulator(emulated) as emulator:
+        conn = await RealtimeConnection.open(settings_for(emulator), MODEL)
+        await conn.configure(config)
+        heard: dict[str, int] = {}
+
+        async def say(text: str) -> None:
+            async with conn.speak(text) as utt:
+                heard[text] = len(b"".join([pcm async for pcm in utt]))
+
+        async with anyio.create_task_group() as tg:  # by default the second commit waits for response.done
+            for text in ("First.", "Second.", "Third."):
+                tg.start_soon(say, text)
+        assert set(heard) == {"First.", "Second.", "Third."} and all(heard.values()) and conn.reusable
+        await conn.aclose()
+
+
+async def test_a_refused_pipelined_commit_fails_that_utterance_only() -> None:
+    config = RealtimeEngine.session_config(build_request(text="x", voice="Cherry"))
+    emulated = EmulatorConfig(audio="signal", latency_ms=30, commit_while_responding="reject")
+    async with serve_emulator(emulated) as emulator:
+        conn = await RealtimeConnection.open(settings_for(emulator), MODEL, pipeline=True)
+        await conn.configure(config)
+        async with conn.speak("First.") as first:
+            with pytest.raises(ServiceError) as info:
+                async with conn.speak("Refused.") as refused:
+                    async for _ in refused:
+                        pass
+            assert info.value.event_id == refused.id
+            assert b"".join([pcm async for pcm in first])
+        assert conn.reusable
+        async with conn.speak("After.") as after:
+            assert b"".join([pcm async for pcm in after])
+        assert after.outcome.characters == len("After.")
+        await conn.aclose()

@@ -158,7 +158,7 @@ def test_every_step_of_the_table_is_reachable_from_connecting() -> None:
 
 
 def test_a_commit_during_a_response_is_queued_by_the_service() -> None:
-    pair = Pair(EmulatorConfig(audio="signal", queue_commits=True))
+    pair = Pair(EmulatorConfig(audio="signal", commit_while_responding="queue"))
     pair.ready()
     first = pair.client.speak("One.")
     pair.send()
@@ -173,7 +173,7 @@ def test_a_commit_during_a_response_is_queued_by_the_service() -> None:
 
 
 def test_a_rejected_commit_fails_only_its_utterance_and_the_session_goes_on() -> None:
-    pair = Pair(EmulatorConfig(audio="signal", queue_commits=False))
+    pair = Pair(EmulatorConfig(audio="signal", commit_while_responding="reject"))
     pair.ready()
     first = pair.client.speak("One.")
     pair.send()

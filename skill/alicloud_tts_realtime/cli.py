@@ -218,6 +218,11 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also list the dotted tool name tts.realtime (always callable; some clients reject dots)",
     )
+    serve.add_argument(
+        "--no-prewarm",
+        action="store_true",
+        help="do not open a realtime session for the default voice at start (opened when a key is configured)",
+    )
     serve.add_argument("--max-text-chars", type=int, help="longest text per call (default: 2000)")
     serve.add_argument("--deadline", type=float, help="seconds allowed per call, queueing included (default: 120)")
     serve.add_argument("--max-concurrent", type=int, help="syntheses at once; more calls queue (default: 4)")

@@ -52,6 +52,7 @@ from .errors import (
     RateLimitError,
     RemoteError,
     ResponseTimeoutError,
+    ServiceError,
     TTSError,
     classify_status,
     close_error,
@@ -277,11 +278,14 @@ class SpokenUtterance:
         self._characters: int | None = None
         self._outcome: SynthesisOutcome | None = None
         self.holds_turn = False
+        self.failure: BaseException | None = None
+        self.audio_queued = False
 
     # --- fed by the connection's reader -------------------------------------------------------
 
     def _put(self, item: bytes | _Done | BaseException) -> None:
         self.heard = True
+        self.audio_queued = self.audio_queued or isinstance(item, bytes)
         self._queue.put_nowait(item)
 
     def _response_done(self, status: str, usage: p.Usage | None, *, final: bool) -> None:
@@ -314,6 +318,8 @@ class SpokenUtterance:
             return item
         self.done = True
         if isinstance(item, BaseException):
+            if isinstance(item, ServiceError) and item.event_id == self.id and self.id:
+                self.failure = item  # this commit was refused; the connection goes on
             raise item
         self._outcome = SynthesisOutcome(
             finish_reason=outcome_of(item.status, self.got_audio),
@@ -345,6 +351,11 @@ class _Speech:
         self._text = text
         self._utt: SpokenUtterance | None = None
 
+    @property
+    def utterance(self) -> SpokenUtterance | None:
+        """The utterance, once the block was entered (set even when sending its text failed)."""
+        return self._utt
+
     async def __aenter__(self) -> SpokenUtterance:
         conn = self._conn
         fresh, conn.fresh = conn.fresh, False
@@ -362,7 +373,10 @@ class _Speech:
             conn.spoken += 1
             await conn.flush()
         except BaseException:
+            conn.utterances.pop(utt.id, None)
             conn.release_turn(utt)
+            if conn._error is not None:
+                raise conn._error from None  # the reader's account of the close is the better one
             raise
         if conn.pipeline:
             conn.release_turn(utt)
@@ -375,7 +389,7 @@ class _Speech:
         assert utt is not None
         conn.utterances.pop(utt.id, None)
         conn.release_turn(utt)
-        if not utt.done or exc is not None:
+        if not utt.done or (exc is not None and exc is not utt.failure):
             # Left before the utterance completed (error, break, cancel): closing stops the synthesis.
             conn.broken = True
             with anyio_shield():
@@ -561,7 +575,7 @@ class RealtimeConnection:
                     await self._ws.send(p.dump_event(event))
 
     def _got_audio(self) -> bool:
-        return any(utt.got_audio or not utt._queue.empty() for utt in self.utterances.values())
+        return any(utt.got_audio or utt.audio_queued for utt in self.utterances.values())
 
     # --- the reader ---------------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import enum
 import functools
@@ -50,7 +51,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -71,7 +72,8 @@ from pydantic import Field, ValidationError
 
 from . import __version__, catalog
 from .audio import encode_chunk, wav_bytes
-from .engines import ENGINE_CHOICES, select_engine
+from .engines import ENGINE_CHOICES, Engine, select_engine
+from .engines.realtime import RealtimeEngine
 from .errors import ConfigurationError, InvalidRequestError, TTSError
 from .mcp_http import (
     AUTH_TOKEN_ENV,
@@ -336,6 +338,9 @@ class _Queueing:
     got_audio: bool = False
 
 
+PREWARM_VOICE = "Cherry"  # the default voice of the CLI and the docs: `serve` opens one session for it
+
+
 class _Speaker:
     """Runs ``tts_realtime`` calls: limits, deadline, engine, saving, playback, error mapping."""
 
@@ -346,6 +351,37 @@ class _Speaker:
         self._limiter = anyio.CapacityLimiter(options.max_concurrent)
         # Tasks waiting for background players to exit (play: true); see playback.play_in_background.
         self._reapers: set[asyncio.Task[object]] = set()
+        # Engines are long-lived and shared by every call (the realtime one keeps a pool of open
+        # sockets); built on first use, on the serving event loop, and closed by aclose().
+        self._engines: dict[str, tuple[Engine, str]] = {}
+
+    def engine(self, choice: str) -> tuple[Engine, str]:
+        """The shared engine for ``choice`` and the reason it was chosen (built once)."""
+        if choice not in self._engines:
+            self._engines[choice] = select_engine(self._settings, choice)
+        return self._engines[choice]
+
+    async def prewarm(self) -> None:
+        """Open one realtime session for the default voice ahead of the first call (best effort)."""
+        if not self._settings.has_key:
+            return
+        try:
+            engine, _ = self.engine(self._options.engine)
+            realtime = next((e for e in getattr(engine, "engines", (engine,)) if isinstance(e, RealtimeEngine)), None)
+            if realtime is not None:
+                await realtime.prewarm(build_request(text="prewarm", voice=PREWARM_VOICE))
+                logger.info("prewarmed one realtime session for voice %s", PREWARM_VOICE)
+        except TTSError as exc:
+            logger.warning("could not prewarm a realtime session: %s", exc)
+
+    async def aclose(self) -> None:
+        """Close every shared engine (and so every pooled socket)."""
+        engines, self._engines = list(self._engines.values()), {}
+        for engine, _ in engines:
+            try:
+                await engine.aclose()
+            except TTSError as exc:
+                logger.warning("closing the %s engine: %s", engine.name, exc)
 
     async def __call__(self, ctx: Context, args: _SpeakArgs) -> CallToolResult:
         started = time.perf_counter()
@@ -421,7 +457,7 @@ class _Speaker:
                 logger.warning("%s", fallback_note)
             if args.filename is not None:
                 path = await anyio.to_thread.run_sync(confined_path, folder, args.filename)
-        engine, reason = select_engine(self._settings, options.engine)
+        engine, reason = self.engine(options.engine)
         logger.info(
             "tts_realtime: %s engine, model %s, voice %s, %d characters, output %s",
             engine.name,
@@ -437,23 +473,22 @@ class _Speaker:
             await progress.on_chunk(chunk)
 
         with anyio.fail_after(options.deadline_seconds):
-            async with engine:
-                waited = time.perf_counter()
-                if self._limiter.available_tokens == 0:
-                    queued.waiting = True
-                    await progress.message(f"queued behind {self._limiter.borrowed_tokens} running syntheses")
-                async with self._limiter:
-                    queued.waiting, queued.waited = False, time.perf_counter() - waited
-                    progress.start()
-                    response = await synthesize(
-                        request,
-                        engine,
-                        output=args.output,
-                        path=path,
-                        audio_dir=audio_dir,
-                        on_chunk=on_chunk,
-                        retry=options.retry,
-                    )
+            waited = time.perf_counter()
+            if self._limiter.available_tokens == 0:
+                queued.waiting = True
+                await progress.message(f"queued behind {self._limiter.borrowed_tokens} running syntheses")
+            async with self._limiter:
+                queued.waiting, queued.waited = False, time.perf_counter() - waited
+                progress.start()
+                response = await synthesize(
+                    request,
+                    engine,
+                    output=args.output,
+                    path=path,
+                    audio_dir=audio_dir,
+                    on_chunk=on_chunk,
+                    retry=options.retry,
+                )
         playback: str | None = None
         if args.play:
             playback = await self._play(response)
@@ -497,9 +532,17 @@ class _TTSServer(MCPServer[Any]):
     schema as a multi-line pydantic dump; this turns them into one sentence.
     """
 
-    def __init__(self, *args: Any, hidden_tools: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, hidden_tools: frozenset[str] = frozenset(), speaker: _Speaker | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._hidden_tools = hidden_tools
+        self.speaker = speaker
+
+    async def aclose_engines(self) -> None:
+        """Close the engines the calls share (every pooled realtime socket); the server may serve again."""
+        if self.speaker is not None:
+            await self.speaker.aclose()
 
     async def list_tools(self) -> list[Any]:
         return [tool for tool in await super().list_tools() if tool.name not in self._hidden_tools]
@@ -626,10 +669,23 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
         ),
         tools=tools,
         hidden_tools=hidden,
+        speaker=speaker,
+        lifespan=functools.partial(_engines_lifespan, speaker),
     )
 
     add_health_route(server)
     return server
+
+
+@contextlib.asynccontextmanager
+async def _engines_lifespan(speaker: _Speaker, _server: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
+    """The server's lifespan (one per stdio run, in-memory client, or HTTP app): the engines built
+    during it are shared by every call and closed at its end, which closes every pooled socket."""
+    try:
+        yield {}
+    finally:
+        with anyio.CancelScope(shield=True):
+            await speaker.aclose()
 
 
 async def _engine_summary(settings: Settings, options: ServerOptions) -> str:
@@ -693,13 +749,31 @@ def serve(args: argparse.Namespace) -> int:
     transport = getattr(args, "transport", "stdio")
     host = getattr(args, "host", "127.0.0.1")
     port = getattr(args, "port", 8765)
+    prewarm = not getattr(args, "no_prewarm", False)
+    server = build_server(settings, options)
     if transport == "stdio":
-        server = build_server(settings, options)
         # stdout is the protocol stream from here on: everything else goes to stderr.
         logger.info("MCP server on stdio (engine %s)", options.engine)
-        anyio.run(run_stdio, server)  # answers every line, even one that is not a JSON-RPC message
+        # run_stdio answers every line, even one that is not a JSON-RPC message.
+        anyio.run(_serving, server, functools.partial(run_stdio, server), prewarm)
         return 0
-    server = build_server(settings, options)
     app = build_http_app(server, options, host=host)
-    anyio.run(functools.partial(serve_http, app, host, port, options))
+    anyio.run(_serving, server, functools.partial(serve_http, app, host, port, options), prewarm)
     return 0
+
+
+async def _serving(server: Any, run: Callable[[], Awaitable[object]], prewarm: bool) -> None:
+    """Run the server with its shared engines: prewarmed alongside (unless told not to), closed at the end.
+
+    The prewarm runs beside the server, so a slow handshake never delays the client's ``initialize``.
+    """
+    assert server.speaker is not None
+    try:
+        async with anyio.create_task_group() as tg:
+            if prewarm:
+                tg.start_soon(server.speaker.prewarm)
+            await run()
+            tg.cancel_scope.cancel()
+    finally:
+        with anyio.CancelScope(shield=True):
+            await server.aclose_engines()

@@ -269,6 +269,8 @@ def _max_connections(value: str) -> int:
             f"got {value[:20]!r}; personal accounts get 3."
         )
     return number
+
+
 def _number(env: Mapping[str, str], name: str, default: _N, kind: type[_N], *, minimum: float) -> _N:
     raw = env.get(name, "").strip()
     if not raw:

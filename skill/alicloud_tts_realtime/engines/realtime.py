@@ -108,15 +108,16 @@ class RealtimeEngine(Engine):
         while True:
             conn, reused = await self.pool.acquire(request.model, config, fresh=fresh)
             clean = False
-            utt = None
+            speech = conn.speak(request.text)
             try:
-                async with conn.speak(request.text) as utt:
+                async with speech as utt:
                     async for pcm in utt:
                         yield AudioChunk(pcm, request.sample_rate)
                 outcome = utt.outcome
                 clean = True
             except TTSError:
-                if reused and not fresh and utt is not None and not utt.heard and not utt.got_audio:
+                said = speech.utterance
+                if reused and not fresh and (said is None or not (said.heard or said.got_audio)):
                     fresh = True  # a pooled socket that died while idle: the text was never spoken
                     continue
                 raise
