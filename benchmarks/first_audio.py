@@ -11,12 +11,12 @@ audio (``audio="signal"``), for two settings:
 
 The baseline is the ``sdk`` engine (the official ``dashscope`` SDK bridged to asyncio), run in the
 same process, interleaved run by run with the others, so machine noise hits all engines alike.
-Each engine gets one untimed warm-up run first (imports, first connection). The native and SDK
-engines open one WebSocket per synthesis; the HTTP engine keeps its connection pool between runs,
-as it would in use. The native client (websockets) offers permessage-deflate and the emulator
-(uvicorn) accepts it, so its audio frames are compressed on both sides, in this one process; the
-SDK's websocket-client does not offer it. ``realtime, no deflate`` is the native engine with
-``compression=None``, to show what that costs. Whether the real service accepts deflate is unknown.
+Each engine gets one untimed warm-up run first (imports, first connection). The native engine
+keeps its pooled, configured session between runs and the HTTP engine its connection pool, as they
+would in use; the SDK opens one WebSocket per synthesis (``benchmarks/pool.py`` measures the native
+engine cold). The native client offers no permessage-deflate by default; ``realtime, deflate``
+turns it on (``DASHSCOPE_WS_DEFLATE=1``), which the emulator (uvicorn) accepts, to show what it
+costs. The SDK's websocket-client never offers it. Whether the real service accepts deflate is unknown.
 
 Last, the wrong-key failure: how long each engine takes to raise ``AuthenticationError`` when the
 emulator refuses the key with HTTP 401, and how long the SDK's own ``connect()`` takes to give up
@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -53,16 +53,14 @@ KEY = "sk-emulator"
 SETTINGS = {"no pacing": (0.0, 0.0), "paced": (300.0, 0.3)}
 
 
-def realtime_without_deflate(settings: Settings) -> Engine:
-    """The native engine with permessage-deflate off (websocket-client, under the SDK, never offers it)."""
-    from websockets.asyncio.client import connect
-
-    return RealtimeEngine(settings, connect=functools.partial(connect, compression=None))
+def realtime_with_deflate(settings: Settings) -> Engine:
+    """The native engine with permessage-deflate on (``DASHSCOPE_WS_DEFLATE=1``; off by default)."""
+    return RealtimeEngine(dataclasses.replace(settings, ws_deflate=True))
 
 
 ENGINES: dict[str, Callable[[Settings], Engine]] = {
     "realtime": RealtimeEngine,
-    "realtime, no deflate": realtime_without_deflate,
+    "realtime, deflate": realtime_with_deflate,
     "sdk": SdkEngine,
     "http": HttpEngine,
 }

@@ -1,7 +1,7 @@
 """The benchmark scripts keep working: each runs once as a subprocess, with its smallest settings.
 
 No timing or memory assertions: figures belong in ``benchmarks/README.md``, not in tests (house
-rule: "Measure what you claim"). The three scripts run in parallel, which keeps this module to about
+rule: "Measure what you claim"). The scripts run in parallel, which keeps this module to about
 ten seconds; they only print, so they do not disturb one another beyond their timings.
 """
 
@@ -25,6 +25,10 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "offline_rtf.py": (
         ["--runs", "1", "--quick"],
         ["| text", "first chunk", "offline RTF", "signal RTF", "offline/signal", "| zh short", "by sample rate"],
+    ),
+    "pool.py": (
+        ["--quick"],
+        ["### warm vs cold TTFA", "| warm (pooled)", "sequential utterances", "concurrent syntheses", "idle pooled"],
     ),
     "memory.py": (
         ["--runs", "1", "--quick"],

@@ -307,7 +307,12 @@ class SpokenUtterance:
             raise StopAsyncIteration
         timeout = self._conn.settings.idle_timeout
         try:
-            item = await asyncio.wait_for(self._queue.get(), timeout)
+            # A queued item needs no timer: wait_for costs a task and a timer per call.
+            item = (
+                self._queue.get_nowait()
+                if not self._queue.empty()
+                else await asyncio.wait_for(self._queue.get(), timeout)
+            )
         except asyncio.TimeoutError:
             self._conn.broken = True
             raise ResponseTimeoutError(
@@ -591,7 +596,8 @@ class RealtimeConnection:
                     self._route(self.session.receive(event))
                     if self.session.state is SessionState.CLOSED:
                         break
-                    await self.flush()
+                    if self.session.has_sends:
+                        await self.flush()
         except TTSError as exc:
             if not self._closing:
                 error = exc if isinstance(exc, RemoteError) else ConnectionFailedError(str(exc))

@@ -373,6 +373,11 @@ class ClientSession:
         return sends
 
     @property
+    def has_sends(self) -> bool:
+        """Whether client events wait for :meth:`take_sends`."""
+        return bool(self._sends)
+
+    @property
     def pending(self) -> int:
         """Commits sent whose ``response.done`` has not arrived."""
         return len(self._pending)
