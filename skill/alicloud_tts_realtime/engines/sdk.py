@@ -47,6 +47,7 @@ from ..errors import (
     ConfigurationError,
     ConnectionFailedError,
     EngineUnavailableError,
+    NoAudioError,
     RemoteError,
     ResponseTimeoutError,
     close_error,
@@ -245,7 +246,20 @@ def map_sdk_error(exc: BaseException, *, got_audio: bool = False, url: str | Non
 
 
 def _close_error(code: int | None, reason: Any, got_audio: bool) -> RemoteError:
+    """The error for the SDK's ``on_close``; a ``None`` code means websocket-client read no close frame.
+
+    Without a close frame the SDK cannot tell a dropped connection from the service's clean close
+    after ``session.created`` (its answer to an unknown model): a send racing the close tears the
+    socket down before the frame is read. Before audio, the sentence names both and the error is
+    retryable (a retry of an unknown model fails the same way, unbilled).
+    """
     text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason or "")
+    if code is None and not got_audio:
+        return NoAudioError(
+            "The connection closed before any audio and the official SDK read no close code: the connection "
+            "dropped, or the service refused the model (check the model name and region).",
+            retryable=True,
+        )
     return close_error(code, text, got_audio)
 
 
