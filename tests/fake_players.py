@@ -62,6 +62,7 @@ class PlayerRun:
     done: bool
     pcm: bytes
     bytes: int
+    end: float | None
 
 
 def install_fake_player(
@@ -87,6 +88,7 @@ def player_runs(log: Path) -> list[PlayerRun]:
         pcm_file = log.parent / f"{log.name}.{pid}.pcm"
         done = done_file.exists()
         pcm = pcm_file.read_bytes() if done else b""
+        end = json.loads(done_file.read_text())["end"] if done else None
         runs.append(
             PlayerRun(
                 pid=pid,
@@ -96,6 +98,7 @@ def player_runs(log: Path) -> list[PlayerRun]:
                 done=done,
                 pcm=pcm,
                 bytes=len(pcm),
+                end=end,
             )
         )
     return sorted(runs, key=lambda run: run.started)

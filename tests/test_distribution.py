@@ -273,7 +273,7 @@ def test_the_manifest_agrees_with_pyproject_and_the_server() -> None:
     from alicloud_tts_realtime.engines import ENGINE_CHOICES
     from alicloud_tts_realtime.mcp_server import ToolName
 
-    listed = {ToolName.TTS_REALTIME.value, ToolName.TTS_VOICES.value}  # the dotted alias is not listed
+    listed = {ToolName.TTS_REALTIME.value, ToolName.TTS_VOICES.value, ToolName.TTS_STOP.value}  # not the dotted alias
     assert {tool["name"] for tool in manifest["tools"]} == listed
     config = manifest["user_config"]
     assert set(config) == {"api_key", "region", "output_dir", "engine"}

@@ -8,10 +8,8 @@ through JSON-RPC framing, where progress notifications carry a token and ``_meta
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
-import stat
 import time
 import wave
 from pathlib import Path
@@ -32,7 +30,6 @@ from alicloud_tts_realtime.mcp_server import (
     build_server,
 )
 from alicloud_tts_realtime.output import user_data_dir
-from alicloud_tts_realtime.playback import NO_PLAYER
 from alicloud_tts_realtime.service import RetryOptions
 from alicloud_tts_realtime.settings import Settings, load_settings
 from speech_features import assert_speech_like
@@ -91,7 +88,7 @@ async def test_lists_tools_with_described_schemas(tmp_path: Path) -> None:
     async with Client(server) as client:
         tools = {tool.name: tool for tool in (await client.list_tools()).tools}
 
-    assert set(tools) == {ToolName.TTS_REALTIME.value, ToolName.TTS_VOICES.value}
+    assert set(tools) == {ToolName.TTS_REALTIME.value, ToolName.TTS_VOICES.value, ToolName.TTS_STOP.value}
     speak = tools["tts_realtime"]
     schema = speak.input_schema
     props = schema["properties"]
@@ -141,7 +138,7 @@ async def test_dotted_alias_is_callable_but_listed_only_on_request(tmp_path: Pat
 
     async with Client(build_server(make_settings(tmp_path), ServerOptions(list_dotted_alias=True))) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
-    assert names == {"tts_realtime", "tts.realtime", "tts_voices"}
+    assert names == {"tts_realtime", "tts.realtime", "tts_voices", "tts_stop"}
 
 
 # --- audio ------------------------------------------------------------------------------------
@@ -503,92 +500,6 @@ def test_user_data_dir_follows_xdg(tmp_path: Path) -> None:
         == tmp_path / "alicloud-ai-audio-tts-realtime"
     )
     assert user_data_dir({}, home=Path("/home/u")) == Path("/home/u/.local/share/alicloud-ai-audio-tts-realtime")
-
-
-# --- playback ---------------------------------------------------------------------------------
-
-
-def fake_player(bin_dir: Path, log: Path) -> None:
-    """An ``aplay`` that records its arguments and the file it got, "plays" for 2.5 s, then says done."""
-    bin_dir.mkdir()
-    script = bin_dir / "aplay"
-    script.write_text(
-        "#!/bin/sh\nPATH=/usr/bin:/bin\n"
-        # One copy per call (named by PID), moved into place whole so the test never reads half a file.
-        f'for a in "$@"; do last="$a"; done\ncp "$last" "{log}.$$.tmp" && mv "{log}.$$.tmp" "{log}.$$.wav"\n'
-        f'echo "$@" >> "{log}"\nsleep 2.5\necho done >> "{log}.done"\n'
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-
-
-async def test_play_starts_a_player_without_waiting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    log = tmp_path / "played"
-    fake_player(tmp_path / "bin", log)
-    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
-    async with Client(build_server(make_settings(tmp_path))) as client:
-        started = time.perf_counter()
-        result = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry", "play": True})
-        elapsed = time.perf_counter() - started
-        chunks = await client.call_tool(
-            "tts_realtime", {"text": "Hi.", "voice": "Cherry", "play": True, "output": "chunks"}
-        )
-    assert elapsed < 2.2  # the player takes 2.5 s
-    data = result.structured_content
-    assert data is not None and data["playback"] == "started with aplay"
-    assert "Playback: started with aplay" in text_of(result)
-    assert chunks.structured_content is not None and chunks.structured_content["playback"] == "started with aplay"
-    await wait_for(lambda: len(list(tmp_path.glob("played.*.wav"))) == 2)
-    assert [read_wav(copy)[1] for copy in tmp_path.glob("played.*.wav")] == [24000, 24000]
-    # Once the players exit, the server reaps them and deletes the chunks call's temporary WAV.
-    played = [line.split()[-1] for line in log.read_text().splitlines()]
-    temporary = [Path(name) for name in played if Path(name).name.startswith("tts-play-")]
-    assert len(temporary) == 1
-    await wait_for(
-        lambda: Path(f"{log}.done").exists() and len(Path(f"{log}.done").read_text().split()) == 2, timeout=5
-    )
-    await wait_for(lambda: not temporary[0].exists())
-    await anyio.sleep(0.1)  # let the other reaper observe its exit too before the loop closes
-    assert len(wav_files(tmp_path / "out")) == 1  # the chunks call's temporary file is not in the output dir
-
-
-async def test_play_reports_a_player_that_fails_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "aplay"  # like aplay on a machine without a sound card
-    script.write_text('#!/bin/sh\necho "aplay: main:831: audio open error: No such file or directory" >&2\nexit 1\n')
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", str(bin_dir))
-    async with Client(build_server(make_settings(tmp_path))) as client:
-        result = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry", "play": True})
-    assert not result.is_error and result.structured_content is not None
-    assert result.structured_content["playback"].startswith("aplay failed at once (exit status 1): ")
-    assert Path(result.structured_content["file_path"]).is_file()  # the audio is saved all the same
-
-
-async def test_a_caller_cancelled_while_playback_starts_still_reaps_the_player(tmp_path: Path) -> None:
-    from alicloud_tts_realtime.playback import play_in_background
-
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "aplay"
-    script.write_text("#!/bin/sh\nsleep 0.6\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    wav = tmp_path / "tts-play-x.wav"
-    wav.write_bytes(b"RIFF")
-    reapers: set[asyncio.Task[object]] = set()
-    with anyio.move_on_after(0.1) as scope:  # inside the wait for a player that fails at once
-        await play_in_background(wav, reapers, delete_after=True, search_path=str(bin_dir))
-    assert scope.cancelled_caught and len(reapers) == 1  # the reaper outlives the cancelled caller
-    await wait_for(lambda: not reapers, timeout=5)
-    assert not wav.exists()  # and deletes the temporary file once the player is done
-
-
-async def test_play_reports_a_missing_player(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
-    async with Client(build_server(make_settings(tmp_path))) as client:
-        result = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry", "play": True})
-    assert result.structured_content is not None and result.structured_content["playback"] == NO_PLAYER
-    assert not result.is_error and Path(result.structured_content["file_path"]).is_file()
 
 
 # --- tts_voices and options -------------------------------------------------------------------

@@ -70,7 +70,7 @@ async def test_stdio_fresh_machine_speaks_to_a_wav_file(tmp_path: Path) -> None:
         names = {tool.name for tool in (await client.list_tools()).tools}
         result = await client.call_tool("tts_realtime", {"text": SENTENCE, "voice": "Cherry"})
 
-    assert names == {"tts_realtime", "tts_voices"}
+    assert names == {"tts_realtime", "tts_voices", "tts_stop"}
     assert not result.is_error, text_of(result)
     data = result.structured_content
     assert data is not None and data["engine"] == "offline"
@@ -193,7 +193,7 @@ async def test_http_serves_mcp_health_and_progress(tmp_path: Path, emulator: Emu
                 "tts_realtime", {"text": SENTENCE, "voice": "Cherry"}, progress_callback=on_progress
             )
             alias = await client.call_tool("tts.realtime", {"text": "Hi.", "voice": "Cherry", "output": "chunks"})
-    assert names == {"tts_realtime", "tts_voices"}
+    assert names == {"tts_realtime", "tts_voices", "tts_stop"}
     assert not result.is_error, text_of(result)
     assert result.structured_content is not None and result.structured_content["engine"] == "realtime"
     assert Path(result.structured_content["file_path"]).is_file()

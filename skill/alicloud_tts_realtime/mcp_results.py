@@ -13,6 +13,7 @@ These are values and pure functions; :mod:`.mcp_server` decides when to return w
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from mcp_types import CallToolResult, ContentBlock, ResourceLink, TextContent
 from pydantic import BaseModel, Field, ValidationError
@@ -33,11 +34,14 @@ from .settings import Settings
 __all__ = [
     "ModelVoices",
     "SpeechResult",
+    "StopResult",
+    "StoppedPlayback",
     "VoicesResult",
     "argument_error",
     "error_result",
     "error_sentence",
     "speech_content",
+    "stop_text",
     "voices_text",
 ]
 
@@ -52,9 +56,32 @@ class SpeechResult(SpeechResponse):
         description="Set when the configured output directory was not writable and the user data "
         "directory was used instead; says which.",
     )
-    playback: str | None = Field(
-        default=None, description="With play: 'started with <player>', or why nothing is playing."
+    playback: Literal["playing", "queued", "unavailable", "stopped"] | None = Field(
+        default=None,
+        description="With play: 'playing' (heard now, from its first chunk), 'queued' (after the playbacks "
+        "ahead of it), 'unavailable' (no player, or it failed; see playback_detail) or 'stopped' (by tts_stop "
+        "or another call's interrupt).",
     )
+    player: str | None = Field(default=None, description="With play: the player, e.g. 'paplay' or 'sounddevice'.")
+    playback_mode: Literal["stream", "file"] | None = Field(
+        default=None,
+        description="With play: 'stream' (fed as the audio arrives) or 'file' (the finished WAV is played).",
+    )
+    playback_detail: str | None = Field(default=None, description="Why nothing is heard, when playback failed.")
+
+
+class StoppedPlayback(BaseModel):
+    """One playback that tts_stop ended."""
+
+    text: str = Field(description="The start of the text it was speaking.")
+    state: str = Field(description="'playing' or 'queued' when it was stopped.")
+    synthesis_cancelled: bool = Field(description="True when its synthesis was still running and was cancelled.")
+
+
+class StopResult(BaseModel):
+    """The structured result of ``tts_stop``."""
+
+    stopped: list[StoppedPlayback] = Field(description="What was stopped, the one playing first, in queue order.")
 
 
 class ModelVoices(BaseModel):
@@ -132,7 +159,9 @@ def _summary(result: SpeechResult) -> str:
     if result.output_dir_fallback:
         text += f" {result.output_dir_fallback}"
     if result.playback:
-        text += f" Playback: {result.playback}."
+        how = f" with {result.player} ({result.playback_mode})" if result.player else ""
+        why = f": {result.playback_detail}" if result.playback_detail else ""
+        text += f" Playback: {result.playback}{how}{why}."
     return text
 
 
@@ -152,6 +181,16 @@ def speech_content(result: SpeechResult) -> list[ContentBlock]:
             )
         )
     return content
+
+
+def stop_text(result: StopResult) -> str:
+    if not result.stopped:
+        return "Nothing was playing or queued."
+    parts = [
+        f"{stopped.text!r} ({stopped.state}{', synthesis cancelled' if stopped.synthesis_cancelled else ''})"
+        for stopped in result.stopped
+    ]
+    return f"Stopped {len(parts)} playback{'s' if len(parts) > 1 else ''}: {'; '.join(parts)}."
 
 
 def voices_text(result: VoicesResult) -> str:

@@ -42,14 +42,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
 import dataclasses
 import enum
 import functools
 import logging
 import os
-import tempfile
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -71,10 +70,10 @@ from mcp_types import (
 from pydantic import Field, ValidationError
 
 from . import __version__, catalog
-from .audio import encode_chunk, wav_bytes
+from .audio import encode_chunk
 from .engines import ENGINE_CHOICES, Engine, select_engine
 from .engines.realtime import RealtimeEngine
-from .errors import ConfigurationError, InvalidRequestError, TTSError
+from .errors import ConfigurationError, InvalidRequestError, InvalidStateError, TTSError
 from .mcp_http import (
     AUTH_TOKEN_ENV,
     DEFAULT_MAX_CONNECTIONS,
@@ -87,20 +86,23 @@ from .mcp_http import (
 from .mcp_results import (
     ModelVoices,
     SpeechResult,
+    StoppedPlayback,
+    StopResult,
     VoicesResult,
     argument_error,
     error_result,
     error_sentence,
     speech_content,
+    stop_text,
     voices_text,
 )
 from .mcp_stdio import run_stdio
 from .models import MAX_TEXT_CHARS, AudioChunk, SpeechRequest, SpeechResponse, build_request
 from .output import confined_path, writable_audio_dir
-from .playback import play_in_background
 from .quoting import quote
 from .service import OutputMode, RetryOptions, synthesize
 from .settings import Settings, load_settings
+from .speaker import Speaker, Turn
 
 __all__ = [
     "AUDIO_META_KEY",
@@ -122,6 +124,7 @@ class ToolName(str, enum.Enum):
     TTS_REALTIME = "tts_realtime"
     TTS_REALTIME_DOTTED = "tts.realtime"
     TTS_VOICES = "tts_voices"
+    TTS_STOP = "tts_stop"
 
 
 @dataclass(frozen=True)
@@ -233,10 +236,17 @@ PlayArg = Annotated[
     bool,
     Field(
         description=(
-            "Also play the audio aloud on the machine that runs this server, if it has an audio player "
-            "(afplay, paplay, aplay, ffplay or play). The result does not wait for playback."
+            "Also play the audio aloud on the machine that runs this server, from its first chunk (paplay, "
+            "pw-cat, aplay, ffplay or SoX play; else sounddevice; else a file player such as afplay). Calls "
+            "with play are heard one after another in call order, never overlapping; at most 20 wait. The "
+            "result returns once the audio is saved, not when playback ends, and says playback 'playing', "
+            "'queued' or 'unavailable' (why in playback_detail). tts_stop silences it."
         )
     ),
+]
+InterruptArg = Annotated[
+    bool,
+    Field(description=("With play (implied): stop what is playing, drop the queued playbacks, and play this one now.")),
 ]
 StreamChunksArg = Annotated[
     bool,
@@ -327,6 +337,7 @@ class _SpeakArgs:
     filename: str | None
     play: bool
     stream_chunks: bool
+    interrupt: bool = False
 
 
 @dataclasses.dataclass
@@ -349,8 +360,8 @@ class _Speaker:
         self._options = options
         # A limiter queues callers beyond the cap (FIFO) instead of failing them.
         self._limiter = anyio.CapacityLimiter(options.max_concurrent)
-        # Tasks waiting for background players to exit (play: true); see playback.play_in_background.
-        self._reapers: set[asyncio.Task[object]] = set()
+        # The server's one playback queue, open while the server runs (its lifespan).
+        self.playback_queue: Speaker | None = None
         # Engines are long-lived and shared by every call (the realtime one keeps a pool of open
         # sockets); built on first use, on the serving event loop, and closed by aclose().
         self._engines: dict[str, tuple[Engine, str]] = {}
@@ -467,11 +478,64 @@ class _Speaker:
             args.output,
         )
         progress = _Progress(ctx, stream_chunks=args.stream_chunks)
+        turn: Turn | None = None
+        if args.play or args.interrupt:
+            if self.playback_queue is None:
+                raise InvalidStateError("Playback is not available: the server is not running.")
+            label = args.text if len(args.text) <= 60 else args.text[:57] + "..."
+            turn = await self.playback_queue.turn(request.sample_rate, label, interrupt=args.interrupt)
+        playback = turn.playback if turn is not None else None
 
         async def on_chunk(chunk: AudioChunk) -> None:
             queued.got_audio = True
+            if playback is not None:
+                await playback.write(chunk.pcm)  # never waits for the player
             await progress.on_chunk(chunk)
 
+        try:
+            with anyio.CancelScope() as stop_scope:
+                if turn is not None:
+                    turn.cancel = stop_scope.cancel
+                response = await self._synthesize(
+                    ctx, args, request, engine, path, audio_dir, on_chunk, progress, queued
+                )
+        except BaseException:
+            if playback is not None:
+                await playback.abort()
+            raise
+        finally:
+            if turn is not None:
+                turn.cancel = None
+        if stop_scope.cancelled_caught:
+            if playback is not None:
+                await playback.abort()
+            raise _StoppedError("Stopped by tts_stop before the synthesis finished; nothing was saved.")
+        if playback is not None:
+            await playback.close()
+        return SpeechResult(
+            **response.model_dump(),
+            engine_reason=reason,
+            output_dir=str(audio_dir) if audio_dir is not None else None,
+            output_dir_fallback=fallback_note,
+            playback=turn.state if turn is not None else None,
+            player=playback.player if playback is not None else None,
+            playback_mode=playback.mode if playback is not None else None,
+            playback_detail=turn.detail if turn is not None else None,
+        )
+
+    async def _synthesize(
+        self,
+        ctx: Context,
+        args: _SpeakArgs,
+        request: SpeechRequest,
+        engine: Any,
+        path: Path | None,
+        audio_dir: Path | None,
+        on_chunk: Any,
+        progress: _Progress,
+        queued: _Queueing,
+    ) -> SpeechResponse:
+        options = self._options
         with anyio.fail_after(options.deadline_seconds):
             waited = time.perf_counter()
             if self._limiter.available_tokens == 0:
@@ -489,39 +553,11 @@ class _Speaker:
                     on_chunk=on_chunk,
                     retry=options.retry,
                 )
-        playback: str | None = None
-        if args.play:
-            playback = await self._play(response)
-        return SpeechResult(
-            **response.model_dump(),
-            engine_reason=reason,
-            output_dir=str(audio_dir) if audio_dir is not None else None,
-            output_dir_fallback=fallback_note,
-            playback=playback,
-        )
-
-    async def _play(self, response: SpeechResponse) -> str:
-        if response.file_path:
-            return await play_in_background(Path(response.file_path), self._reapers)
-        # output 'chunks': play a temporary copy that the player's reaper deletes afterwards.
-        pcm = [base64.b64decode(chunk) for chunk in response.audio_base64_pcm_chunks]
-        try:
-            target = await anyio.to_thread.run_sync(_temporary_wav, wav_bytes(pcm, response.sample_rate))
-        except OSError as exc:  # playback is a convenience: the result stands
-            return f"could not write a temporary file to play: {exc.strerror or type(exc).__name__}"
-        return await play_in_background(target, self._reapers, delete_after=True)
+        return response
 
 
-def _temporary_wav(data: bytes) -> Path:
-    """Write ``data`` to a new temporary ``tts-play-*.wav``; nothing is left if the write fails."""
-    fd, name = tempfile.mkstemp(prefix="tts-play-", suffix=".wav")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
-    return Path(name)
+class _StoppedError(InvalidStateError):
+    """The call was stopped by ``tts_stop`` while it was synthesizing."""
 
 
 class _TTSServer(MCPServer[Any]):
@@ -543,6 +579,12 @@ class _TTSServer(MCPServer[Any]):
         """Close the engines the calls share (every pooled realtime socket); the server may serve again."""
         if self.speaker is not None:
             await self.speaker.aclose()
+
+    def kill_players(self) -> None:
+        """SIGKILL every player now (from a signal handler: the process is about to exit)."""
+        queue = self.speaker.playback_queue if self.speaker is not None else None
+        if queue is not None:
+            queue.kill_now()
 
     async def list_tools(self) -> list[Any]:
         return [tool for tool in await super().list_tools() if tool.name not in self._hidden_tools]
@@ -583,11 +625,32 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
         filename: FilenameArg = None,
         play: PlayArg = False,
         stream_chunks: StreamChunksArg = False,
+        interrupt: InterruptArg = False,
     ) -> Annotated[CallToolResult, SpeechResult]:
         args = _SpeakArgs(
-            text, voice, instruction, sample_rate, model, language_type, output, filename, play, stream_chunks
+            text,
+            voice,
+            instruction,
+            sample_rate,
+            model,
+            language_type,
+            output,
+            filename,
+            play,
+            stream_chunks,
+            interrupt,
         )
         return await speaker(ctx, args)
+
+    async def tts_stop() -> Annotated[CallToolResult, StopResult]:
+        queue = speaker.playback_queue
+        turns = await queue.stop() if queue is not None else []
+        stopped = [StoppedPlayback(text=t.label, state=t.was, synthesis_cancelled=t.was_synthesizing) for t in turns]
+        result = StopResult(stopped=stopped)
+        return CallToolResult(
+            content=[TextContent(type="text", text=stop_text(result))],
+            structured_content=result.model_dump(mode="json"),
+        )
 
     async def tts_voices(model: VoicesModelArg = None) -> Annotated[CallToolResult, VoicesResult]:
         try:
@@ -658,6 +721,25 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
             ),
         )
     )
+    tools.append(
+        Tool.from_function(
+            tts_stop,
+            name=ToolName.TTS_STOP.value,
+            title="Stop speaking",
+            description=(
+                "Stop what the server is playing aloud and clear its playback queue; a tts_realtime call with "
+                "play that is still synthesizing is cancelled too (nothing of it is saved). Says what it stopped."
+            ),
+            annotations=ToolAnnotations(
+                title="Stop speaking",
+                read_only_hint=False,
+                destructive_hint=False,
+                idempotent_hint=True,
+                open_world_hint=False,
+            ),
+        )
+    )
+
     hidden = frozenset() if options.list_dotted_alias else frozenset({ToolName.TTS_REALTIME_DOTTED.value})
     server = _TTSServer(
         SERVER_NAME,
@@ -682,7 +764,12 @@ async def _engines_lifespan(speaker: _Speaker, _server: MCPServer[Any]) -> Async
     """The server's lifespan (one per stdio run, in-memory client, or HTTP app): the engines built
     during it are shared by every call and closed at its end, which closes every pooled socket."""
     try:
-        yield {}
+        async with Speaker() as queue:  # the one playback queue: every player stops when the server exits
+            speaker.playback_queue = queue
+            try:
+                yield {}
+            finally:
+                speaker.playback_queue = None
     finally:
         with anyio.CancelScope(shield=True):
             await speaker.aclose()
@@ -729,6 +816,24 @@ def _options_from_args(args: argparse.Namespace) -> ServerOptions:
     return ServerOptions(list_dotted_alias=bool(getattr(args, "list_dotted_alias", False)), auth_token=token, **given)
 
 
+async def _run_stdio_until_sigterm(server: MCPServer[Any]) -> None:
+    """Serve on stdio; on SIGTERM, kill every player first, then die of the signal as usual.
+
+    stdin is read in a worker thread that no cancellation reaches, so a graceful stop could wait
+    for the client's next line; the players, in their own process groups, are what must not survive.
+    """
+
+    def terminate() -> None:
+        if isinstance(server, _TTSServer):
+            server.kill_players()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    with contextlib.suppress(NotImplementedError, AttributeError):  # Windows has no add_signal_handler
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, terminate)
+    await run_stdio(server)
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the MCP server as ``alicloud-tts-realtime serve`` asks, until the client or a signal stops it.
 
@@ -755,7 +860,7 @@ def serve(args: argparse.Namespace) -> int:
         # stdout is the protocol stream from here on: everything else goes to stderr.
         logger.info("MCP server on stdio (engine %s)", options.engine)
         # run_stdio answers every line, even one that is not a JSON-RPC message.
-        anyio.run(_serving, server, functools.partial(run_stdio, server), prewarm)
+        anyio.run(_serving, server, functools.partial(_run_stdio_until_sigterm, server), prewarm)
         return 0
     app = build_http_app(server, options, host=host)
     anyio.run(_serving, server, functools.partial(serve_http, app, host, port, options), prewarm)

@@ -35,8 +35,6 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import MutableSet
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -130,6 +128,7 @@ class Playback(AudioSink):
         self._eof = False
         self._task: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
+        self._process: asyncio.subprocess.Process | None = None
 
     @property
     def started(self) -> bool:
@@ -177,6 +176,14 @@ class Playback(AudioSink):
             self._task.cancel()
         # The task's own cleanup ends the player; wait for it (a cancelled caller leaves it running).
         await asyncio.wait({self._task})
+
+    def kill_now(self) -> None:
+        """SIGKILL the player's process group at once (a signal handler: the process is exiting)."""
+        self.stopped = True
+        process = self._process
+        if process is not None and process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
 
     async def _guarded_run(self) -> None:
         try:
@@ -244,6 +251,7 @@ class PipePlayback(Playback):
         except OSError as exc:
             self.error = f"could not start {self.player}: {exc.strerror or type(exc).__name__}"
             return
+        self._process = process
         try:
             stdin = process.stdin
             assert stdin is not None
@@ -288,6 +296,7 @@ class FilePlayback(Playback):
             except OSError as exc:
                 self.error = f"could not start {self.player}: {exc.strerror or type(exc).__name__}"
                 return
+            self._process = process
             self.first_byte_at = time.monotonic()
             self.bytes_played = sum(len(chunk) for chunk in pcm)
             try:
@@ -426,105 +435,3 @@ async def _probe_ffplay(path: str) -> str:
         return "old"
     words = {line.split()[0] for line in out.decode("utf-8", "replace").splitlines() if line.strip()}
     return "new" if "-ch_layout" in words and "-channels" not in words else "old"
-
-
-# --- The file player of the MCP server's play: true, until it moves to speaker.Speaker ----------
-
-PLAYERS = FILE_PLAYERS
-# How long the result waits to catch a player that fails at once (no audio device, no server).
-GRACE_S = 0.3
-
-
-@dataclass(frozen=True)
-class PlayerCommand:
-    """A player found on ``PATH``.
-
-    Attributes:
-        name: The player's name, e.g. ``aplay``.
-        argv: The command without the file argument.
-    """
-
-    name: str
-    argv: tuple[str, ...]
-
-
-def find_player(search_path: str | None = None) -> PlayerCommand | None:
-    """Return the first known player on ``search_path`` (default: ``PATH``), or None."""
-    for name, flags in PLAYERS:
-        found = shutil.which(name, path=search_path)
-        if found:
-            return PlayerCommand(name, (found, *flags))
-    return None
-
-
-async def play_in_background(
-    wav: Path,
-    reapers: MutableSet[asyncio.Task[object]],
-    *,
-    delete_after: bool = False,
-    search_path: str | None = None,
-) -> str:
-    """Start playing ``wav`` and return at once with a short report for the caller.
-
-    Args:
-        wav: The WAV file to play.
-        reapers: Where the task that waits for the player is kept until it ends (a task that
-            nothing references may be garbage-collected mid-flight).
-        delete_after: Remove the file once the player exits (for temporary files).
-        search_path: Directories to search instead of ``PATH``.
-
-    Returns:
-        ``"started with aplay"``; ``"played with aplay"`` when it finished within :data:`GRACE_S`;
-        ``"aplay failed at once (exit status 1): …"`` when it gave up that fast (typically no audio
-        device); :data:`NO_PLAYER`; or ``"could not start aplay: …"``. Never raises for a missing
-        or failing player: playback is a convenience, the audio is already saved.
-    """
-    player = find_player(search_path)
-    if player is None:
-        if delete_after:
-            wav.unlink(missing_ok=True)
-        return NO_PLAYER
-    try:
-        process = await asyncio.create_subprocess_exec(
-            *player.argv,
-            str(wav),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # not hit by the client's Ctrl-C
-        )
-    except OSError as exc:
-        if delete_after:
-            wav.unlink(missing_ok=True)
-        return f"could not start {player.name}: {exc.strerror or type(exc).__name__}"
-    except BaseException:  # cancelled while starting it
-        if delete_after:
-            wav.unlink(missing_ok=True)
-        raise
-
-    async def reap() -> int:
-        try:
-            code = await process.wait()
-            if code:
-                logger.info("%s exited with status %d", player.name, code)
-            return code
-        finally:
-            if delete_after:
-                wav.unlink(missing_ok=True)
-
-    # The reaper exists before anything is awaited, so a cancelled caller still leaves it to wait
-    # for the player and delete a temporary file.
-    task = asyncio.get_running_loop().create_task(reap(), name=f"reap-{player.name}")
-    reapers.add(task)
-    task.add_done_callback(reapers.discard)
-    await asyncio.wait({task}, timeout=GRACE_S)  # does not cancel the task
-    if task.done() and not task.cancelled() and task.exception() is None:
-        code = task.result()
-        if code == 0:
-            return f"played with {player.name}"
-        return (
-            f"{player.name} failed at once (exit status {code}): the server's machine may have no audio device; "
-            "play the saved file elsewhere"
-        )
-    logger.info("playing %s with %s", wav.name, player.name)
-    return f"started with {player.name}"

@@ -41,12 +41,16 @@ class Turn:
         playback: Its playback, or None when there is no player (``unavailable``).
         cancel: Cancels the call's synthesis while it runs (set by the call, cleared after).
         stopped: True once stopped by ``tts_stop`` or an interrupt.
+        was: Its state when it was stopped.
+        was_synthesizing: Whether its synthesis was still running when it was stopped.
     """
 
     label: str
     playback: Playback | None
     cancel: Callable[[], None] | None = None
     stopped: bool = False
+    was: PlaybackState = "queued"
+    was_synthesizing: bool = False
 
     @property
     def state(self) -> PlaybackState:
@@ -98,6 +102,12 @@ class Speaker:
             self._worker = None
         await asyncio.gather(*(turn.playback.stop() for turn in turns if turn.playback is not None))
 
+    def kill_now(self) -> None:
+        """SIGKILL every player at once, from a signal handler when the process is about to exit."""
+        for turn in ([self._current] if self._current is not None else []) + list(self._queue):
+            if turn.playback is not None:
+                turn.playback.kill_now()
+
     @property
     def queued(self) -> int:
         return len(self._queue)
@@ -144,6 +154,7 @@ class Speaker:
 
     async def _stop_turns(self, turns: list[Turn], *, cancel: bool) -> None:
         for turn in turns:
+            turn.was, turn.was_synthesizing = turn.state, turn.cancel is not None
             turn.stopped = True
             if cancel and turn.cancel is not None:
                 turn.cancel()
