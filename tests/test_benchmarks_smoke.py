@@ -30,6 +30,10 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
         ["--quick"],
         ["### warm vs cold TTFA", "| warm (pooled)", "sequential utterances", "concurrent syntheses", "idle pooled"],
     ),
+    "playback_latency.py": (
+        ["--runs", "1", "--quick"],
+        ["### first PCM byte", "| mcp tools/call", "| cli speak --play", "gap p90"],
+    ),
     "memory.py": (
         ["--runs", "1", "--quick"],
         ["### output mode", "traced peak MiB", "RSS growth MiB", "| output=both", "| sdk x3", "each extra session"],
