@@ -6,10 +6,11 @@ machine's, shared by every process) and every byte it got. The service is the pa
 in another process, paced like the service at half real time (latency 300 ms, rtf 0.5), on
 127.0.0.1.
 
-The baseline is the same call's time to first audio: the moment the realtime engine received the
-first audio delta, taken from its debug log record (a handler on its logger records
-``time.monotonic()``), in this process. The gap (first byte − first audio) is what playback adds:
-the sink's buffer, its feeder task, the pipe and the player's read. Target: ≤ 20 ms.
+The baseline is the same call's time to first audio: the moment the realtime connection's reader
+received the first ``response.audio.delta``, taken from its debug log record (a handler on its
+logger records ``time.monotonic()``), in this process. The gap (first byte − first audio) is what
+playback adds, plus the routing of the event to the call: the decoding, the sink's buffer, its
+feeder task, the pipe and the player's read. Target: ≤ 20 ms.
 
 - ``mcp``: an in-memory MCP client calls ``tts_realtime`` with ``play: true`` on a server built by
   ``build_server``, each call after the previous player ended (no queueing).
@@ -48,7 +49,7 @@ KEY = "sk-emulator"
 
 
 class FirstDelta(logging.Handler):
-    """Records ``time.monotonic()`` of the first ``audio delta`` the realtime engine logs after :meth:`reset`."""
+    """Records ``time.monotonic()`` of the first audio delta the realtime connection logs after :meth:`reset`."""
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -58,7 +59,8 @@ class FirstDelta(logging.Handler):
         self.at = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.at is None and record.getMessage().startswith("audio delta"):
+        message = record.getMessage()
+        if self.at is None and message.startswith("received") and "response.audio.delta" in message:
             self.at = time.monotonic()
 
 
@@ -186,7 +188,7 @@ def main() -> None:
                 HOME=str(root),
             )
             delta = FirstDelta()
-            engine_logger = logging.getLogger("alicloud_tts_realtime.engines.realtime")
+            engine_logger = logging.getLogger("alicloud_tts_realtime.connection")
             engine_logger.setLevel(logging.DEBUG)
             engine_logger.propagate = False  # no debug lines on stderr
             engine_logger.addHandler(delta)
