@@ -3,6 +3,7 @@
 No timing or memory assertions: figures belong in ``benchmarks/README.md``, not in tests (house
 rule: "Measure what you claim"). The scripts run in parallel, which keeps this module to about
 ten seconds; they only print, so they do not disturb one another beyond their timings.
+thirty seconds; they only print, so they do not disturb one another beyond their timings.
 """
 
 from __future__ import annotations
@@ -33,6 +34,18 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     "playback_latency.py": (
         ["--runs", "1", "--quick"],
         ["### first PCM byte", "| mcp tools/call", "| cli speak --play", "gap p90"],
+    ),
+    "batch.py": (
+        ["--quick", "--runs", "1"],
+        [
+            "### throughput, unpaced",
+            "### throughput, paced",
+            "batch / concurrency bound",
+            "### memory of the batch",
+            "| validate only, lines",
+            "### rpm pacing",
+            "most starts in 1 s",
+        ],
     ),
     "memory.py": (
         ["--runs", "1", "--quick"],

@@ -24,6 +24,7 @@ import logging
 import os
 import random
 import re
+import threading
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -323,6 +324,7 @@ class Ledger:
         if reason is not None:
             raise ConfigurationError(f"Cannot write to the output directory {directory}: {reason}.")
         directory.mkdir(parents=True, exist_ok=True)
+        self._guard = threading.Lock()  # appends come from worker threads; close() waits for them
         self._file = self.path.open("a+b")
         try:
             self._lock()
@@ -368,17 +370,19 @@ class Ledger:
         return item_id in self._ok and target.is_file()
 
     def append(self, result: ItemResult) -> None:
-        """Record a finished item: one line, flushed and fsynced before returning."""
-        self._file.write(result.to_json().encode("utf-8") + b"\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        if result.status == "ok":
-            self._ok.add(result.id)
-        else:
-            self._ok.discard(result.id)
+        """Record a finished item: one line, flushed and fsynced before returning. Thread-safe."""
+        with self._guard:
+            self._file.write(result.to_json().encode("utf-8") + b"\n")
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            if result.status == "ok":
+                self._ok.add(result.id)
+            else:
+                self._ok.discard(result.id)
 
     def close(self) -> None:
-        self._file.close()  # releases the lock
+        with self._guard:
+            self._file.close()  # releases the lock
 
 
 # --- pacing ------------------------------------------------------------------------------------
@@ -591,6 +595,7 @@ async def synthesize_batch(
             response = await synthesize(item.request, paced, output="file", path=out_dir / name, retry=retry)
         except TTSError as exc:
             failed = ItemResult(id=item.id, status="failed", error=_one_sentence(exc), attempts=paced.attempts)
+            await record(failed)
             return failed, isinstance(exc, (AuthenticationError, ConfigurationError))
         ok = ItemResult(
             id=item.id,
@@ -602,10 +607,13 @@ async def synthesize_batch(
             segments=1,
             attempts=paced.attempts,
         )
+        await record(ok)
         return ok, False
 
     async def record(result: ItemResult) -> None:
-        # Shielded: an item whose file is in place must get its line even when the batch is stopping.
+        # In the item's own task, so that no other slot waits for this fsync. Shielded: an item whose
+        # file is in place must get its line even when the batch is stopping (a plain asyncio cancel
+        # still interrupts the wait, but not the thread, and close() waits for the thread).
         with anyio.CancelScope(shield=True):
             await anyio.to_thread.run_sync(ledger.append, result)
 
@@ -634,23 +642,21 @@ async def synthesize_batch(
             if stopping is not None:
                 waiting.add(stopping)
             finished, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            for task in [t for t in running if t in finished]:
-                running.discard(task)
-                result, halts = task.result()
-                await record(result)
+            ended = [t for t in running if t in finished]
+            running.difference_update(ended)
+            for task in ended:
+                result, halts = task.result()  # already recorded by its task
                 if halts and not halted:
                     halted = True
                     logger.warning("stopping the batch: %s", result.error)
                 yield result
         for result in await _cancel(running):
-            await record(result)
             yield result
     finally:
         if stopping is not None:
             stopping.cancel()
         with anyio.CancelScope(shield=True):
-            for result in await _cancel(running):
-                await anyio.to_thread.run_sync(ledger.append, result)
+            await _cancel(running)
             await anyio.to_thread.run_sync(ledger.close)
 
 
