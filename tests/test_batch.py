@@ -16,6 +16,7 @@ import signal
 import sys
 import time
 import wave
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,11 @@ from alicloud_tts_realtime.batch import (
     synthesize_batch,
 )
 from alicloud_tts_realtime.emulator import Emulator, EmulatorConfig, Fault, serve_emulator
+from alicloud_tts_realtime.engines.base import Engine, StreamItem
 from alicloud_tts_realtime.engines.offline import OfflineEngine
 from alicloud_tts_realtime.engines.realtime import RealtimeEngine
 from alicloud_tts_realtime.errors import ConfigurationError, InvalidInputError, InvalidRequestError
+from alicloud_tts_realtime.models import SpeechRequest
 from alicloud_tts_realtime.progress import progress_line, show_progress
 from alicloud_tts_realtime.service import RetryOptions
 from alicloud_tts_realtime.settings import Settings
@@ -363,27 +366,38 @@ async def test_rpm_spaces_session_starts() -> None:
     assert all(gap >= 0.099 for gap in gaps), gaps
 
 
+class TimedEngine(Engine):
+    """Passes every utterance to ``inner``, noting when each one starts (after the batch's pacer)."""
+
+    name = "realtime"
+    capabilities = RealtimeEngine.capabilities
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+        self.starts: list[float] = []
+
+    async def stream(self, request: SpeechRequest) -> AsyncIterator[StreamItem]:
+        self.starts.append(time.monotonic())
+        async with contextlib.aclosing(self.inner.stream(request)) as stream:  # type: ignore[type-var]
+            async for item in stream:
+                yield item
+
+
 async def test_a_throttle_pauses_the_whole_batch(tmp_path: Path) -> None:
     """The first connection is throttled: every item's next start waits for the shared pause."""
-    from websockets.asyncio.client import connect
-
-    starts: list[float] = []
-
-    def timed(url: str, **kwargs: Any) -> Any:
-        starts.append(time.monotonic())
-        return connect(url, **kwargs)
-
     config = EmulatorConfig(audio="signal", faults=(Fault(conn=1, throttle=True),))
     items = [BatchItem.build({"id": f"n{n}", "text": "Short."}) for n in range(6)]
-    async with serve_emulator(config) as emulator, RealtimeEngine(settings_for(emulator), connect=timed) as engine:
-        results = [r async for r in synthesize_batch(items, tmp_path, engine=engine, concurrency=3)]
+    async with serve_emulator(config) as emulator, RealtimeEngine(settings_for(emulator)) as realtime:
+        timed = TimedEngine(realtime)
+        results = [r async for r in synthesize_batch(items, tmp_path, engine=timed, concurrency=3)]
     assert [r.status for r in results].count("ok") == 6
     assert sorted(r.attempts for r in results) == [1, 1, 1, 1, 1, 2]
     # 3 sockets, the throttled one replaced once; the pool reuses them for the other items.
     assert emulator.stats.upgrade_requests == 4 and emulator.connections_total == 4 and emulator.stats.commits == 6
-    throttled_at = starts[0]
-    later = [t - throttled_at for t in starts[3:]]  # the two others started with it, before the throttle
-    assert min(later) >= Pacer.BASE_PAUSE * 0.5, later  # nothing started during the pause (0.5–1 s)
+    starts = sorted(timed.starts)
+    assert len(starts) == 7
+    later = [t - starts[0] for t in starts[3:]]  # the two others started with it, before the throttle
+    assert min(later) >= Pacer.BASE_PAUSE * 0.5, later  # no utterance started during the pause (0.5–1 s)
 
 
 # --- progress ----------------------------------------------------------------------------------

@@ -389,10 +389,11 @@ class Ledger:
 
 
 class Pacer:
-    """Paces session starts for a whole batch: a token bucket, and a shared pause when throttled.
+    """Paces the requests of a whole batch (each utterance, retries included): a token bucket, and a
+    shared pause when throttled.
 
-    The bucket holds one token and refills at ``rpm / 60`` per second (less 2 %), so starts are at
-    least ``60 / rpm`` s apart: no second ever sees more than RPM/60 of them (the service's RPS limit
+    The bucket holds one token and refills at ``rpm / 60`` per second (less 2 %), so requests are
+    at least ``60 / rpm`` s apart: no second ever sees more than RPM/60 of them (the service's RPS limit
     is RPM/60). A throttle (HTTP 429, or close 1011) pauses every start, not only the throttled item's
     retry, for 1, 2, 4 … up to 30 s, each with jitter (×0.5–1.0) so that clients do not return in
     step; each success halves the next pause again. Alibaba says limits recover within about a minute.
@@ -569,7 +570,7 @@ async def synthesize_batch(
         out_dir: Output directory; created when needed.
         engine: The engine every item shares (one pool of connections); not closed here.
         concurrency: Items in flight at once.
-        rpm: Session starts per minute (:class:`Pacer`); None for no limit.
+        rpm: Requests (utterances) per minute (:class:`Pacer`); None for no limit.
         audio_format: The output format; ``wav``.
         retry: Retries per item before its first audio; default :data:`BATCH_RETRY`.
         stop: Set it to stop the batch cleanly.

@@ -329,7 +329,7 @@ def _add_batch_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
         "--concurrency", type=_positive_int, metavar="N", help="items at once (default: DASHSCOPE_MAX_CONNECTIONS, 3)"
     )
     batch.add_argument(
-        "--rpm", type=_positive_float, metavar="N", help="at most N sessions started per minute, evenly spaced"
+        "--rpm", type=_positive_float, metavar="N", help="at most N requests (utterances) per minute, evenly spaced"
     )
     batch.add_argument("--voice", default="Cherry", help="voice for items without one (default: Cherry)")
     batch.add_argument("--instruction", help="style instruction for items without one")
