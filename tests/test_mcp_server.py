@@ -544,3 +544,54 @@ def test_the_package_does_not_import_the_mcp_sdk() -> None:
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         == "False"
     )
+
+
+@pytest.mark.parametrize(("name", "mime"), [("ogg", "audio/ogg"), ("mp3", "audio/mpeg"), ("flac", "audio/flac")])
+async def test_format_sets_the_extension_and_the_links_mime_type(
+    tmp_path: Path, emulator: Emulator, name: str, mime: str
+) -> None:
+    import soundfile
+
+    async with Client(build_server(make_settings(tmp_path, emulator))) as client:
+        result = await client.call_tool(
+            "tts_realtime", {"text": "Send this.", "voice": "Cherry", "format": name, "filename": "share/clip"}
+        )
+        wrong = await client.call_tool(
+            "tts_realtime", {"text": "Hi.", "voice": "Cherry", "format": "ogg", "filename": "clip.mp3"}
+        )
+        chunks = await client.call_tool(
+            "tts_realtime", {"text": "Hi.", "voice": "Cherry", "output": "chunks", "format": "mp3"}
+        )
+    assert not result.is_error, text_of(result)
+    data = result.structured_content
+    assert data is not None and data["file_format"] == name
+    path = Path(data["file_path"])
+    assert path == Path(data["output_dir"]) / "share" / f"clip.{name}"
+    link = result.content[1]
+    assert isinstance(link, ResourceLink) and link.mime_type == mime and link.name == f"clip.{name}"
+    info = soundfile.info(path)
+    assert abs(info.frames / info.samplerate * 1000 - data["duration_ms"]) <= 50
+    assert_error(wrong, "ends in .mp3 but the format is 'ogg'")
+    assert_error(chunks, "format applies only to saved audio")
+    assert len(emulator.sessions) == 1
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX symlinks")
+async def test_unusable_paths_get_a_sentence_not_an_internal_error(tmp_path: Path) -> None:
+    """Issue 14, item 6: a symlink loop at the target, a path over 4,096 bytes, 1,000-level nesting."""
+    async with Client(build_server(make_settings(tmp_path))) as client:
+        ok = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry", "filename": "first"})
+        audio_dir = Path(ok.structured_content["output_dir"])  # type: ignore[index]
+        (audio_dir / "loop.wav").symlink_to(audio_dir / "loop.wav")
+        (audio_dir / "knot").symlink_to(audio_dir / "knot", target_is_directory=True)
+        cases = {
+            "loop": "symbolic link loop",
+            "knot/x.wav": "symbolic link loop",
+            "/".join(["d" * 200] * 21): "over the 4095",  # 4,220 bytes
+            "a/" * 1000 + "x.wav": "1000 folder levels",
+        }
+        for name, fragment in cases.items():
+            result = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry", "filename": name})
+            message = assert_error(result, "filename", fragment)
+            assert "internal error" not in message and len(message) < 300
+    assert sorted(p.name for p in audio_dir.iterdir()) == ["first.wav", "knot", "loop.wav"]

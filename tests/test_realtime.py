@@ -530,16 +530,16 @@ async def test_a_call_cancelled_while_its_file_is_written_leaves_nothing(
 ) -> None:
     import threading
 
-    import alicloud_tts_realtime.output as output
+    from alicloud_tts_realtime.sinks import WavFileSink
 
-    writing, real_write = threading.Event(), output.write_part
+    writing, real_finish = threading.Event(), WavFileSink._finish
 
-    def slow_write(part: Path, data: bytes, abandoned: threading.Event | None = None) -> None:
+    def slow_finish(self: WavFileSink, fd: int) -> None:
         writing.set()
         time.sleep(0.4)  # a slow disk: the cancellation arrives mid-write
-        real_write(part, data, abandoned)
+        real_finish(self, fd)
 
-    monkeypatch.setattr(output, "write_part", slow_write)
+    monkeypatch.setattr(WavFileSink, "_finish", slow_finish)
     call = synthesize(
         build_request(text="Cancelled while saving.", voice="Cherry"),
         RealtimeEngine(settings_for(emulator)),
@@ -560,4 +560,4 @@ async def test_a_call_cancelled_while_its_file_is_written_leaves_nothing(
         with pytest.raises(asyncio.CancelledError):
             await task
     await anyio.sleep(0.6)  # the worker thread has finished by now
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == []  # neither x.wav nor a .part file
+    assert list(tmp_path.iterdir()) == []  # neither x.wav nor a .part file, nor the folder made for them

@@ -39,6 +39,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def _build_parser() -> argparse.ArgumentParser:
     from .engines import ENGINE_CHOICES
+    from .formats import FORMAT_NAMES
 
     parser = argparse.ArgumentParser(
         prog="alicloud-tts-realtime",
@@ -54,7 +55,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=argparse.SUPPRESS, help="more logs on stderr (-v info, -vv debug)"
     )
 
-    speak = sub.add_parser("speak", parents=[verbose], help="synthesize TEXT to a WAV file")
+    speak = sub.add_parser("speak", parents=[verbose], help="synthesize TEXT to an audio file (WAV by default)")
     speak.add_argument("text", help="the text to speak")
     speak.add_argument("--voice", default="Cherry", help="system voice (default: Cherry)")
     speak.add_argument("--instruction", help="style instruction (selects an instruct model)")
@@ -68,7 +69,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="auto (default): realtime when an API key is configured, else offline; fallback: realtime, then "
         "the HTTP API if realtime fails before any audio; http: the HTTP API only; sdk: the official SDK",
     )
-    speak.add_argument("--output", type=Path, help="WAV path (default: OUTPUT_DIR/ai-audio-tts-realtime/audio/…)")
+    speak.add_argument(
+        "--output", type=Path, help="file path (default: a fresh name under OUTPUT_DIR/ai-audio-tts-realtime/audio/)"
+    )
+    speak.add_argument(
+        "--format",
+        choices=FORMAT_NAMES,
+        help="wav (default), mp3, ogg (Opus), flac or pcm (raw s16le); default: the one --output's extension names",
+    )
     speak.add_argument(
         "--timeout",
         type=_positive_float,
@@ -278,6 +286,7 @@ def _cmd_speak(args: argparse.Namespace) -> int:
                             path=args.output,
                             audio_dir=settings.audio_dir,
                             on_chunk=on_chunk if playback is not None else None,
+                            format=args.format,
                         )
                 except TimeoutError as exc:
                     if isinstance(exc, TTSError):  # an engine's own timeout, already one sentence

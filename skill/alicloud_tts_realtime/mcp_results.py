@@ -3,7 +3,7 @@
 :class:`SpeechResult` and :class:`VoicesResult` are the structured content of ``tts_realtime`` and
 ``tts_voices`` (their JSON schemas are the tools' output schemas). The text content beside them
 is written here too: :func:`speech_content` summarizes a synthesis in one line (never a second
-copy of the audio) and links the WAV file, and :func:`voices_text` lists the voices. Expected
+copy of the audio) and links the audio file with its MIME type, and :func:`voices_text` lists the voices. Expected
 failures become an ``isError`` result (:func:`error_result`) holding one sentence that says what
 happened and what to do next (:func:`error_sentence`, :func:`argument_error`).
 
@@ -27,6 +27,7 @@ from .errors import (
     ServiceError,
     TTSError,
 )
+from .formats import DEFAULT_FORMAT, FORMATS
 from .models import SpeechResponse
 from .quoting import quote
 from .settings import Settings
@@ -50,7 +51,7 @@ class SpeechResult(SpeechResponse):
     """The structured result of ``tts_realtime``: the normalized response plus MCP delivery facts."""
 
     engine_reason: str = Field(description="Why this engine produced the audio, e.g. the automatic choice.")
-    output_dir: str | None = Field(default=None, description="Absolute directory the WAV file was saved in.")
+    output_dir: str | None = Field(default=None, description="Absolute directory the audio file was saved in.")
     output_dir_fallback: str | None = Field(
         default=None,
         description="Set when the configured output directory was not writable and the user data "
@@ -169,14 +170,15 @@ def speech_content(result: SpeechResult) -> list[ContentBlock]:
     content: list[ContentBlock] = [TextContent(type="text", text=_summary(result))]
     if result.file_path:
         path = Path(result.file_path)
+        audio_format = FORMATS.get(result.file_format or "wav", DEFAULT_FORMAT)
         content.append(
             ResourceLink(
                 type="resource_link",
                 uri=path.as_uri(),
                 name=path.name,
                 title="Synthesized speech",
-                description=f"WAV, PCM16 mono, {result.sample_rate} Hz, {result.duration_ms} ms",
-                mime_type="audio/wav",
+                description=f"{audio_format.description}, {result.sample_rate} Hz, {result.duration_ms} ms",
+                mime_type=audio_format.mime_type,
                 size=path.stat().st_size,
             )
         )

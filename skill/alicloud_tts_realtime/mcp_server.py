@@ -74,6 +74,7 @@ from .audio import encode_chunk
 from .engines import ENGINE_CHOICES, Engine, select_engine
 from .engines.realtime import RealtimeEngine
 from .errors import ConfigurationError, InvalidRequestError, InvalidStateError, TTSError
+from .formats import FORMAT_NAMES, resolve_format
 from .mcp_http import (
     AUTH_TOKEN_ENV,
     DEFAULT_MAX_CONNECTIONS,
@@ -102,6 +103,7 @@ from .output import confined_path, writable_audio_dir
 from .quoting import quote
 from .service import OutputMode, RetryOptions, synthesize
 from .settings import Settings, load_settings
+from .sinks import AudioSink
 from .speaker import Speaker, Turn
 
 __all__ = [
@@ -225,10 +227,20 @@ FilenameArg = Annotated[
     str | None,
     Field(
         description=(
-            "Optional WAV file name inside the server's output directory, e.g. 'greeting.wav' or "
-            "'intro/part1.wav'; '.wav' is added when missing. Absolute paths, '..' and names that "
-            "resolve outside the directory are refused. An existing file of that name is replaced. "
-            "Default: a fresh unique name."
+            "Optional file name inside the server's output directory, e.g. 'greeting.wav' or "
+            "'intro/part1.mp3'; the format's extension is added when missing. Absolute paths, '..' and "
+            "names that resolve outside the directory are refused. An existing file of that name is "
+            "replaced. Default: a fresh unique name."
+        )
+    ),
+]
+FormatArg = Annotated[
+    Literal[FORMAT_NAMES] | None,  # type: ignore[valid-type]
+    Field(
+        description=(
+            "Format of the saved file: 'wav' (default), 'mp3', 'ogg' (Opus in Ogg, small, for chat apps), "
+            "'flac' (lossless) or 'pcm' (raw s16le, no header). Default: the one filename's extension "
+            "names, else wav. Applies to output 'file' and 'both'; chunks are always PCM."
         )
     ),
 ]
@@ -266,16 +278,21 @@ VoicesModelArg = Annotated[
 # Progress
 
 
-class _Progress:
-    """Reports each chunk to the client as progress, in milliseconds of audio so far.
+class _Progress(AudioSink):
+    """The MCP progress sink: reports each chunk to the client, in milliseconds of audio so far.
 
+    Live: what it sends cannot be taken back, so the service does not retry once it got audio.
     With ``stream_chunks`` and a progress token, the notification is built here so that its
     ``_meta`` can carry the chunk; otherwise it goes through the SDK's ``report_progress``, which
     is a no-op when the client asked for no progress.
     """
 
-    def __init__(self, ctx: Context, *, stream_chunks: bool) -> None:
+    live = True
+
+    def __init__(self, ctx: Context, *, stream_chunks: bool, sample_rate: int, queued: _Queueing) -> None:
         self._ctx = ctx
+        self._sample_rate = sample_rate
+        self._queued = queued
         request = ctx.request_context
         meta: Mapping[str, Any] = request.meta or {}
         self._token = meta.get("progress_token", meta.get("progressToken"))
@@ -291,6 +308,16 @@ class _Progress:
 
     async def message(self, text: str) -> None:
         await self._ctx.report_progress(round(self._audio_ms, 1), None, text)
+
+    async def write(self, pcm: bytes) -> None:
+        self._queued.got_audio = True
+        await self.on_chunk(AudioChunk(pcm, self._sample_rate))
+
+    async def close(self) -> None:
+        pass
+
+    async def abort(self) -> None:
+        pass
 
     async def on_chunk(self, chunk: AudioChunk) -> None:
         if self.first_audio_ms is None:
@@ -338,6 +365,7 @@ class _SpeakArgs:
     play: bool
     stream_chunks: bool
     interrupt: bool = False
+    format: str | None = None
 
 
 @dataclasses.dataclass
@@ -448,6 +476,12 @@ class _Speaker:
             raise InvalidRequestError(
                 "filename applies only to saved audio; use output 'file' or 'both' with it.", field="filename"
             )
+        if args.format is not None and args.output == "chunks":
+            raise InvalidRequestError(
+                "format applies only to saved audio; use output 'file' or 'both' with it (chunks are PCM).",
+                field="format",
+            )
+        audio_format = resolve_format(args.format, args.filename) if args.output != "chunks" else None
         request = build_request(
             text=args.text,
             voice=args.voice,
@@ -466,8 +500,8 @@ class _Speaker:
             audio_dir = folder
             if fallback_note is not None:
                 logger.warning("%s", fallback_note)
-            if args.filename is not None:
-                path = await anyio.to_thread.run_sync(confined_path, folder, args.filename)
+            if args.filename is not None and audio_format is not None:
+                path = await anyio.to_thread.run_sync(confined_path, folder, args.filename, audio_format.extension)
         engine, reason = self.engine(options.engine)
         logger.info(
             "tts_realtime: %s engine, model %s, voice %s, %d characters, output %s",
@@ -477,7 +511,7 @@ class _Speaker:
             len(request.text),
             args.output,
         )
-        progress = _Progress(ctx, stream_chunks=args.stream_chunks)
+        progress = _Progress(ctx, stream_chunks=args.stream_chunks, sample_rate=request.sample_rate, queued=queued)
         turn: Turn | None = None
         if args.play or args.interrupt:
             if self.playback_queue is None:
@@ -552,6 +586,8 @@ class _Speaker:
                     audio_dir=audio_dir,
                     on_chunk=on_chunk,
                     retry=options.retry,
+                    format=args.format if args.output != "chunks" else None,  # checked in _speak
+                    confine=True,
                 )
         return response
 
@@ -626,6 +662,7 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
         play: PlayArg = False,
         stream_chunks: StreamChunksArg = False,
         interrupt: InterruptArg = False,
+        format: FormatArg = None,
     ) -> Annotated[CallToolResult, SpeechResult]:
         args = _SpeakArgs(
             text,
@@ -639,6 +676,7 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
             play,
             stream_chunks,
             interrupt,
+            format,
         )
         return await speaker(ctx, args)
 
@@ -682,8 +720,8 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
 
     speak_description = (
         "Speak text aloud with Alibaba Cloud Qwen TTS Realtime (or the built-in offline voice when the "
-        "server has no DashScope key). By default saves a WAV file and returns its absolute path; "
-        "output='chunks' returns base64 PCM instead. Reports progress as audio arrives. "
+        "server has no DashScope key). By default saves a WAV file (or mp3, ogg, flac, pcm with format) and "
+        "returns its absolute path; output='chunks' returns base64 PCM instead. Reports progress as audio arrives. "
         "Use tts_voices to pick a voice."
     )
     speak_annotations = ToolAnnotations(

@@ -158,7 +158,10 @@ class SpeechResponse(BaseModel):
     first_audio_ms: int | None = Field(description="Milliseconds from the start of the call to the first audio.")
     characters: int | None = Field(default=None, description="Billed characters reported by the service.")
     session_id: str | None = Field(default=None, description="Service session id, for support requests.")
-    file_path: str | None = Field(default=None, description="Absolute path of the saved WAV file, if saved.")
+    file_path: str | None = Field(default=None, description="Absolute path of the saved audio file, if saved.")
+    file_format: str | None = Field(
+        default=None, description="Format of the saved file: wav, mp3, ogg (Opus), flac or pcm (raw s16le)."
+    )
     reused_connection: bool = Field(
         default=False, description="Whether the audio came over a connection that was already open (no handshake)."
     )

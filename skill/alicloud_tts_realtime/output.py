@@ -6,6 +6,7 @@ the configured output directory cannot be written (see :func:`writable_audio_dir
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import sys
@@ -37,6 +38,10 @@ __all__ = [
 DIST_NAME = "alicloud-ai-audio-tts-realtime"
 # The longest file or folder name that file systems take (ext4, APFS, NTFS: 255 bytes or units).
 MAX_NAME_BYTES = 255
+# PATH_MAX on Linux (4,096 bytes, with the final NUL); longer paths fail with ENAMETOOLONG.
+MAX_PATH_BYTES = 4095
+# Folders a filename may create or name; deep enough for any real layout.
+MAX_FOLDERS = 32
 
 
 def new_audio_name(prefix: str = "tts", suffix: str = ".wav") -> str:
@@ -44,46 +49,68 @@ def new_audio_name(prefix: str = "tts", suffix: str = ".wav") -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}{suffix}"
 
 
-def confined_path(directory: Path, filename: str) -> Path:
+def confined_path(directory: Path, filename: str, extension: str = ".wav") -> Path:
     """Resolve ``filename`` inside ``directory``, refusing anything that would land elsewhere.
 
     Callers such as MCP clients pass names chosen by a model, so absolute paths, ``..`` and
     symlinks that point out of the directory are all refused: ``resolve()`` follows links and
-    ``relative_to()`` proves the result is still below the directory.
+    ``relative_to()`` proves the result is still below the directory. ``extension`` (the format's,
+    e.g. ``.mp3``) is added when the name does not end in it. Writing the file later walks the
+    folders again without following symlinks (:mod:`.sinks`), so a link planted meanwhile is
+    refused too.
 
     Raises:
-        InvalidRequestError: The name is absolute, empty, has control characters or over-long
-            parts, or resolves outside ``directory``.
+        InvalidRequestError: The name is absolute, empty, has control characters, over-long parts,
+            too many folders or too many bytes, runs into a symlink loop, or resolves outside
+            ``directory``.
     """
     if not filename or not filename.strip():
         raise InvalidRequestError("filename must not be empty.", field="filename")
+    shown = quote(filename)
     if any(ord(char) < 32 or ord(char) == 127 for char in filename):
-        raise InvalidRequestError(f"filename {quote(filename)} must not contain control characters.", field="filename")
+        raise InvalidRequestError(f"filename {shown} must not contain control characters.", field="filename")
     candidate = Path(filename)
     if candidate.is_absolute() or ".." in candidate.parts:
         raise InvalidRequestError(
-            f"filename {quote(filename)} must be a plain name inside the output directory (no absolute path, no '..').",
+            f"filename {shown} must be a plain name inside the output directory (no absolute path, no '..').",
             field="filename",
         )
     if candidate.name in ("", "."):
+        raise InvalidRequestError(f"filename {shown} must end in a file name, e.g. 'greeting'.", field="filename")
+    if len(candidate.parts) - 1 > MAX_FOLDERS:
         raise InvalidRequestError(
-            f"filename {quote(filename)} must end in a file name, e.g. 'greeting'.", field="filename"
+            f"filename has {len(candidate.parts) - 1} folder levels; at most {MAX_FOLDERS} are allowed.",
+            field="filename",
         )
-    if candidate.suffix.lower() != ".wav":
-        candidate = candidate.with_name(candidate.name + ".wav")
+    if candidate.suffix.lower() != extension:
+        candidate = candidate.with_name(candidate.name + extension)
     if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in candidate.parts):
         raise InvalidRequestError(
-            f"filename has a part longer than {MAX_NAME_BYTES} bytes (with '.wav'); use a shorter name.",
+            f"filename has a part longer than {MAX_NAME_BYTES} bytes (with {extension!r}); use a shorter name.",
             field="filename",
         )
     base = directory.resolve()
+    length = len(str(base / candidate).encode("utf-8", "surrogatepass"))
+    if length > MAX_PATH_BYTES:
+        raise InvalidRequestError(
+            f"filename makes a path of {length} bytes in the output directory, over the {MAX_PATH_BYTES} "
+            "that file systems take; use a shorter name.",
+            field="filename",
+        )
     try:
         target = (base / candidate).resolve()
-        target.relative_to(base)
-    except (ValueError, OSError):  # outside the directory, or a symlink loop
+    except (RuntimeError, OSError) as exc:  # Python < 3.13 raises RuntimeError for a loop
+        if isinstance(exc, OSError) and exc.errno != errno.ELOOP:
+            raise InvalidRequestError(
+                f"filename {shown} cannot be used in the output directory: {exc.strerror or type(exc).__name__}.",
+                field="filename",
+            ) from None
         raise InvalidRequestError(
-            f"filename {quote(filename)} resolves outside the output directory.", field="filename"
+            f"filename {shown} runs into a symbolic link loop in the output directory; choose another name.",
+            field="filename",
         ) from None
+    if not target.is_relative_to(base):
+        raise InvalidRequestError(f"filename {shown} resolves outside the output directory.", field="filename")
     return target
 
 
@@ -146,6 +173,16 @@ def prepare_target(path: Path) -> Path:
         ConfigurationError: The parent directory cannot be created or written; says why.
     """
     path = path.absolute()
+    try:
+        return _prepare_target(path)
+    except OSError as exc:  # a path too long, a loop in its folders …
+        raise InvalidRequestError(
+            f"Cannot use {quote(str(path))} as the output path: {exc.strerror or type(exc).__name__}.",
+            field="output",
+        ) from None
+
+
+def _prepare_target(path: Path) -> Path:
     if path.is_dir():
         raise InvalidRequestError(
             f"{path} is a directory; give a file path such as {path / 'speech.wav'}.", field="output"
