@@ -236,3 +236,15 @@ async def test_a_refused_pipelined_commit_fails_that_utterance_only() -> None:
             assert b"".join([pcm async for pcm in after])
         assert after.outcome.characters == len("After.")
         await conn.aclose()
+
+
+async def test_a_socket_past_its_maximum_age_is_not_handed_out(emulator: Emulator) -> None:
+    async with RealtimeEngine(settings_for(emulator, pool_max_age_s=0.2)) as engine:
+        first = await synthesize(build_request(text="One.", voice="Cherry"), engine)
+        await anyio.sleep(0.3)
+        second = await synthesize(build_request(text="Two.", voice="Cherry"), engine)
+        assert not first.reused_connection and not second.reused_connection
+        with anyio.fail_after(3):
+            while emulator.open_sessions > 1:  # the old socket is closed, not left open
+                await anyio.sleep(0.02)
+    assert emulator.connections_total == 2
