@@ -206,3 +206,11 @@ def test_a_key_that_cannot_travel_in_a_header_is_refused_without_quoting_it(
     assert "SECRET" not in str(direct.value)
     with pytest.raises(ConfigurationError, match="DASHSCOPE_WORKSPACE contains"):
         load_settings({"DASHSCOPE_API_KEY": "sk-fine", "DASHSCOPE_WORKSPACE": "ws 1"}, home=tmp_path)
+
+
+def test_max_segment_chars(tmp_path: Path) -> None:
+    assert load_settings({}, home=tmp_path).max_segment_chars == 300
+    assert load_settings({"DASHSCOPE_MAX_SEGMENT_CHARS": " 600 "}, home=tmp_path).max_segment_chars == 600
+    for bad in ("0", "-5", "3.5", "many"):
+        with pytest.raises(ConfigurationError, match="DASHSCOPE_MAX_SEGMENT_CHARS must be a positive whole number"):
+            load_settings({"DASHSCOPE_MAX_SEGMENT_CHARS": bad}, home=tmp_path)

@@ -26,6 +26,7 @@ from .errors import (
     TTSError,
 )
 from .models import AudioChunk, SpeechRequest, SpeechResponse, SynthesisOutcome, build_request
+from .segment import Segmenter, split_text
 from .settings import Settings, load_settings
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ __all__ = [
     "RateLimitError",
     "RemoteError",
     "ResponseTimeoutError",
+    "Segmenter",
     "ServiceError",
     "Settings",
     "SpeechRequest",
@@ -55,4 +57,5 @@ __all__ = [
     "__version__",
     "build_request",
     "load_settings",
+    "split_text",
 ]

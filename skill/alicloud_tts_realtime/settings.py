@@ -57,6 +57,8 @@ class Settings:
         pool_max_age_s: Seconds after which a socket is no longer handed out.
         ws_deflate: Offer permessage-deflate (``DASHSCOPE_WS_DEFLATE=1``); off by default, as it
             costs client CPU and latency on base64 audio that hardly compresses.
+        max_segment_chars: Longest text segment committed at once (``DASHSCOPE_MAX_SEGMENT_CHARS``);
+            see :mod:`.segment`.
     """
 
     api_key: SecretStr | None = None
@@ -73,6 +75,7 @@ class Settings:
     pool_idle_s: float = 60.0
     pool_max_age_s: float = 900.0
     ws_deflate: bool = False
+    max_segment_chars: int = 300
 
     @property
     def audio_dir(self) -> Path:
@@ -293,6 +296,19 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     raise ConfigurationError(f"{name} must be 1 or 0, got {raw[:20]!r}.")
 
 
+def _max_segment_chars(value: str) -> int:
+    """``DASHSCOPE_MAX_SEGMENT_CHARS`` as a positive integer (default 300)."""
+    if not value:
+        return 300
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigurationError(f"DASHSCOPE_MAX_SEGMENT_CHARS must be a positive whole number, got {value[:20]!r}.")
+    return number
+
+
 def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = None) -> Settings:
     """Read settings from the environment and the Alibaba Cloud credentials file.
 
@@ -305,7 +321,8 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
     ``DASHSCOPE_REALTIME_URL`` replaces the realtime endpoint, ``DASHSCOPE_HTTP_BASE_URL`` the HTTP
     base. ``DASHSCOPE_WORKSPACE`` sets the workspace, ``OUTPUT_DIR`` the output directory (a leading ``~``
     is expanded, ``~`` itself against ``home``). ``DASHSCOPE_MAX_CONNECTIONS`` (default 3) bounds
-    the realtime connections open at once.
+    the realtime connections open at once. ``DASHSCOPE_MAX_SEGMENT_CHARS`` (default 300) is the
+    longest text segment committed at once.
 
     Args:
         environ: Environment to read; defaults to ``os.environ``.
@@ -313,7 +330,7 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
 
     Raises:
         ConfigurationError: A malformed credentials file, a selected profile the file lacks, an
-            unknown region or a bad URL.
+            unknown region, a bad URL or a segment length that is not a positive integer.
     """
     env = os.environ if environ is None else environ
     home = Path.home() if home is None else home
@@ -362,4 +379,5 @@ def load_settings(environ: Mapping[str, str] | None = None, home: Path | None = 
         output_dir=_output_dir(env.get("OUTPUT_DIR", "").strip() or "output", home),
         key_note=note,
         max_connections=_max_connections(env.get("DASHSCOPE_MAX_CONNECTIONS", "")),
+        max_segment_chars=_max_segment_chars(env.get("DASHSCOPE_MAX_SEGMENT_CHARS", "").strip()),
     )
