@@ -28,6 +28,7 @@ from .errors import (
 from .models import AudioChunk, SpeechRequest, SpeechResponse, SynthesisOutcome, build_request
 from .segment import Segmenter, split_text
 from .settings import Settings, load_settings
+from .speakable import to_speakable
 
 __version__ = "0.1.0"
 
@@ -58,4 +59,5 @@ __all__ = [
     "build_request",
     "load_settings",
     "split_text",
+    "to_speakable",
 ]
