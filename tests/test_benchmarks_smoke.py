@@ -47,6 +47,10 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
             "most starts in 1 s",
         ],
     ),
+    "long_text.py": (
+        ["--quick"],
+        ["### no pacing", "### paced", "| one sentence", "5,000 characters", "p50/sentence"],
+    ),
     "memory.py": (
         ["--runs", "1", "--quick"],
         ["### output mode", "traced peak MiB", "RSS growth MiB", "| output=both", "| sdk x3", "each extra session"],

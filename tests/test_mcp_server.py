@@ -290,7 +290,7 @@ async def test_cancellation_closes_the_upstream_session(
 @pytest.mark.parametrize("engine", ["realtime", "sdk"])
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=1.0)])
 async def test_deadline_stops_the_synthesis(tmp_path: Path, emulator: Emulator, engine: str) -> None:
-    options = ServerOptions(deadline_seconds=0.6, engine=engine)
+    options = ServerOptions(deadline_seconds=0.6, seconds_per_char=0, engine=engine)
     async with Client(build_server(make_settings(tmp_path, emulator), options)) as client:
         result = await client.call_tool("tts_realtime", {"text": SENTENCE * 2, "voice": "Cherry"})
     assert_error(result, "0.6 s", "shorter text")
@@ -300,11 +300,54 @@ async def test_deadline_stops_the_synthesis(tmp_path: Path, emulator: Emulator, 
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", handshake_delay_ms=3000)])
 async def test_deadline_before_any_audio_blames_the_service_not_the_text(tmp_path: Path, emulator: Emulator) -> None:
-    options = ServerOptions(deadline_seconds=0.5, engine="realtime")
+    options = ServerOptions(deadline_seconds=0.5, seconds_per_char=0, engine="realtime")
     async with Client(build_server(make_settings(tmp_path, emulator), options)) as client:
         result = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry"})
     assert_error(result, "sent no audio within the server's 0.5 s limit", "try again")
     assert wav_files(tmp_path) == [] and not (tmp_path / "out").exists()  # no file, no empty folder
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", latency_ms=3000)])
+async def test_a_stall_fails_the_call_and_says_so(tmp_path: Path, emulator: Emulator) -> None:
+    options = ServerOptions(stall_seconds=0.5, engine="realtime")
+    async with Client(build_server(make_settings(tmp_path, emulator), options)) as client:
+        started = time.perf_counter()
+        result = await client.call_tool("tts_realtime", {"text": "Hi.", "voice": "Cherry"})
+    assert_error(result, "stalled", "no audio for 0.5 s (before any audio)")
+    assert time.perf_counter() - started < 2.5
+    await wait_for(lambda: emulator.open_sessions == 0)
+    assert wav_files(tmp_path) == []
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", latency_ms=2600)])
+async def test_progress_keeps_flowing_while_the_service_is_quiet(tmp_path: Path, emulator: Emulator) -> None:
+    messages: list[str] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        messages.append(message or "")
+
+    options = ServerOptions(engine="realtime")
+    async with Client(build_server(make_settings(tmp_path, emulator), options)) as client:
+        result = await client.call_tool(
+            "tts_realtime", {"text": "Hi.", "voice": "Cherry"}, progress_callback=on_progress
+        )
+    assert not result.is_error, text_of(result)
+    assert messages[0].startswith("waiting for audio") and "ms of audio" in messages[-1]
+
+
+def test_the_total_limit_grows_with_the_text() -> None:
+    options = ServerOptions()
+    assert options.max_text_chars == 20_000
+    assert options.total_limit("x" * 100) == 120 and options.total_limit("x" * 20_000) == 2000
+
+
+async def test_a_long_text_is_one_call_with_its_segments_counted(tmp_path: Path, emulator: Emulator) -> None:
+    text = "This sentence is one of many in a long text. " * 60
+    async with Client(build_server(make_settings(tmp_path, emulator), ServerOptions(engine="realtime"))) as client:
+        result = await client.call_tool("tts_realtime", {"text": text, "voice": "Cherry", "sample_rate": 8000})
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None and result.structured_content["segments"] == 60
+    assert emulator.stats.commits == 60 and emulator.stats.connections_total == 1
 
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=2.0)])
@@ -342,7 +385,7 @@ async def test_concurrency_cap_queues_instead_of_failing(tmp_path: Path, emulato
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=1.0)])
 async def test_deadline_while_queued_says_the_server_is_busy(tmp_path: Path, emulator: Emulator) -> None:
-    options = ServerOptions(max_concurrent=1, deadline_seconds=1.0)
+    options = ServerOptions(max_concurrent=1, deadline_seconds=1.0, seconds_per_char=0)
     results: list[CallToolResult] = []
     async with Client(build_server(make_settings(tmp_path, emulator), options)) as client:
 
@@ -370,7 +413,7 @@ async def test_deadline_while_queued_says_the_server_is_busy(tmp_path: Path, emu
         ({"voice": "Cherry"}, ("Missing required argument 'text'",)),
         ({"text": "Hi", "voice": "Cherry", "sample_rate": 12345}, ("sample_rate", "24000")),
         ({"text": "Hi", "voice": "Cherry", "output": "mp3"}, ("Invalid output",)),
-        ({"text": "x" * 2001, "voice": "Cherry"}, ("2001 characters", "at most 2000", "split")),
+        ({"text": "x" * 20001, "voice": "Cherry"}, ("20001 characters", "at most 20000", "split")),
         (
             {"text": "Hi", "voice": "Cherry", "instruction": "whisper", "model": "qwen3-tts-flash-realtime"},
             ("does not accept an instruction", "qwen3-tts-instruct-flash-realtime"),

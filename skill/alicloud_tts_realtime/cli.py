@@ -18,8 +18,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     speak = sub.add_parser("speak", parents=[verbose], help="synthesize TEXT to an audio file (WAV by default)")
-    speak.add_argument("text", help="the text to speak")
+    speak.add_argument(
+        "text",
+        help="the text to speak, any length; '-' reads standard input and speaks each sentence as soon as it is "
+        "complete (e.g. piped from an LLM), the end of input flushing the rest",
+    )
     speak.add_argument("--voice", default="Cherry", help="system voice (default: Cherry)")
     speak.add_argument("--instruction", help="style instruction (selects an instruct model)")
     speak.add_argument("--sample-rate", type=int, default=catalog.DEFAULT_SAMPLE_RATE, choices=catalog.SAMPLE_RATES)
@@ -80,9 +85,10 @@ def _build_parser() -> argparse.ArgumentParser:
     speak.add_argument(
         "--timeout",
         type=_positive_float,
-        default=120.0,
+        default=None,
         metavar="S",
-        help="overall limit in seconds for the call, retries and fallback included (default: 120)",
+        help="overall limit in seconds for the call, retries and fallback included (default: 120, or 0.1 s per "
+        "character when that is more, so a long text is never cut off for being long; none for '-')",
     )
     speak.add_argument("--json", action="store_true", help="print the JSON response instead of the path")
     speak.add_argument("--chunks", action="store_true", help="with --json, include the base64 PCM chunks")
@@ -90,6 +96,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--play", action="store_true", help="play it on this machine's speaker as it arrives (the WAV is still saved)"
     )
     speak.add_argument("--no-save", action="store_true", help="with --play, do not save a WAV file")
+    speak.add_argument(
+        "--keep-partial",
+        action="store_true",
+        help="when the synthesis fails after some audio, keep it as <name>.partial.wav (default: no file)",
+    )
 
     _add_batch_parser(sub, verbose)
 
@@ -231,8 +242,13 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not open a realtime session for the default voice at start (opened when a key is configured)",
     )
-    serve.add_argument("--max-text-chars", type=int, help="longest text per call (default: 2000)")
-    serve.add_argument("--deadline", type=float, help="seconds allowed per call, queueing included (default: 120)")
+    serve.add_argument("--max-text-chars", type=int, help="longest text per call (default: 20000)")
+    serve.add_argument(
+        "--deadline",
+        type=float,
+        help="seconds allowed per call, queueing included (default: 120, or 0.1 s per character when more)",
+    )
+    serve.add_argument("--stall", type=float, help="fail a call that gets no audio for this many seconds (default: 30)")
     serve.add_argument("--max-concurrent", type=int, help="syntheses at once; more calls queue (default: 4)")
     return parser
 
@@ -249,8 +265,14 @@ def _cmd_speak(args: argparse.Namespace) -> int:
     if args.no_save and args.output is not None:
         raise InvalidRequestError("--no-save and --output contradict each other; drop one.", field="output")
 
+    from .stream import STREAM_TEXT
+
+    from_stdin = args.text == "-"
+    # By default the limit grows with the text; stdin may go on for as long as its writer does.
+    default_limit = math.inf if from_stdin else max(120.0, 0.1 * len(args.text))
+    limit: float = args.timeout if args.timeout is not None else default_limit
     request = build_request(
-        text=args.text,
+        text=STREAM_TEXT if from_stdin else args.text,  # stdin: the request gives voice, model and format
         voice=args.voice,
         instruction=args.instruction,
         sample_rate=args.sample_rate,
@@ -278,7 +300,7 @@ def _cmd_speak(args: argparse.Namespace) -> int:
         try:
             async with engine:
                 try:
-                    with anyio.fail_after(args.timeout):  # one limit for the retries and the fallback together
+                    with anyio.fail_after(limit):  # one limit for the retries and the fallback together
                         response = await synthesize(
                             request,
                             engine,
@@ -287,12 +309,15 @@ def _cmd_speak(args: argparse.Namespace) -> int:
                             audio_dir=settings.audio_dir,
                             on_chunk=on_chunk if playback is not None else None,
                             format=args.format,
+                            max_segment_chars=settings.max_segment_chars,
+                            keep_partial=args.keep_partial,
+                            text_pieces=stdin_pieces() if from_stdin else None,
                         )
                 except TimeoutError as exc:
                     if isinstance(exc, TTSError):  # an engine's own timeout, already one sentence
                         raise
                     raise ResponseTimeoutError(
-                        f"The synthesis did not finish within the {args.timeout:g} s limit (--timeout); nothing "
+                        f"The synthesis did not finish within the {limit:g} s limit (--timeout); nothing "
                         "was saved. Try again, or with shorter text or a larger --timeout."
                     ) from None
             if playback is not None:
@@ -315,6 +340,30 @@ def _cmd_speak(args: argparse.Namespace) -> int:
     if printed is not None:
         print(printed)
     return EXIT_OK
+
+
+async def stdin_pieces(read_bytes: int = 4096) -> AsyncIterator[str]:
+    """Standard input as text, piece by piece as it arrives, without blocking the event loop.
+
+    Each read runs in one of anyio's bounded worker threads (``read1`` returns whatever is
+    available, so a sentence is seen as soon as it is written, not when a buffer fills); a cancel
+    abandons the blocked read. UTF-8 is decoded incrementally, so a character split across reads
+    stays whole; undecodable bytes become U+FFFD.
+    """
+    import codecs
+
+    import anyio.to_thread
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    stream = sys.stdin.buffer
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        data: bytes = await anyio.to_thread.run_sync(read, read_bytes, abandon_on_cancel=True)
+        text = decoder.decode(data, final=not data)
+        if text:
+            yield text
+        if not data:
+            return
 
 
 def _add_batch_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:

@@ -137,9 +137,13 @@ class ServerOptions:
         engine: Engine choice passed to :func:`~.engines.select_engine`; ``auto`` is realtime
             with a key and offline without.
         list_dotted_alias: Also list ``tts.realtime`` in ``tools/list`` (it is callable anyway).
-        max_text_chars: Longest ``text`` accepted by one call.
-        deadline_seconds: Per-call deadline, queueing included; the upstream session is closed
-            when it passes.
+        max_text_chars: Longest ``text`` accepted by one call (``--max-text-chars``, default 20,000;
+            long text is spoken sentence by sentence).
+        deadline_seconds: Per-call total limit for short texts, queueing included; the upstream
+            session is closed when it passes. A long text gets ``seconds_per_char`` per character
+            instead when that is more, so it is never cut off for being long.
+        seconds_per_char: The total limit's share per character of text (0.1 s).
+        stall_seconds: A call that receives no audio for this long fails, named as a stall.
         max_concurrent: Syntheses running at once; further calls wait in a queue.
         auth_token: Bearer token required over HTTP; never shown in ``repr``.
         data_dir: Fallback directory for audio when the output directory is not writable;
@@ -155,8 +159,10 @@ class ServerOptions:
 
     engine: str = "auto"
     list_dotted_alias: bool = False
-    max_text_chars: int = 2000
+    max_text_chars: int = 20_000
     deadline_seconds: float = 120.0
+    seconds_per_char: float = 0.1
+    stall_seconds: float = 30.0
     max_concurrent: int = 4
     auth_token: str | None = field(default=None, repr=False)
     data_dir: Path | None = None
@@ -175,6 +181,11 @@ class ServerOptions:
             )
         if not self.deadline_seconds > 0:
             raise ConfigurationError(f"deadline_seconds must be positive, not {self.deadline_seconds}.")
+        if not self.stall_seconds > 0 or self.seconds_per_char < 0:
+            raise ConfigurationError(
+                f"stall_seconds must be positive and seconds_per_char not negative, not {self.stall_seconds} "
+                f"and {self.seconds_per_char}."
+            )
         if self.max_concurrent < 1:
             raise ConfigurationError(f"max_concurrent must be at least 1, not {self.max_concurrent}.")
         if self.auth_token is not None and not self.auth_token.strip():
@@ -186,6 +197,10 @@ class ServerOptions:
         for value in (*self.allowed_hosts, *self.allowed_origins):
             if not value.strip() or any(char.isspace() or not char.isprintable() for char in value):
                 raise ConfigurationError(f"An allowed host or origin must be one word, not {quote(value)}.")
+
+    def total_limit(self, text: str) -> float:
+        """The whole call's limit for ``text``: the larger of ``deadline_seconds`` and its per-character share."""
+        return max(self.deadline_seconds, self.seconds_per_char * len(text))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -301,12 +316,14 @@ class _Progress(AudioSink):
         self._audio_ms = 0.0
         self._seq = 0
         self.first_audio_ms: int | None = None
+        self.last_audio = self.last_sent = self._started
 
     def start(self) -> None:
         """Start the clock for the time to first audio (after any wait in the queue)."""
-        self._started = time.perf_counter()
+        self._started = self.last_audio = self.last_sent = time.perf_counter()
 
     async def message(self, text: str) -> None:
+        self.last_sent = time.perf_counter()
         await self._ctx.report_progress(round(self._audio_ms, 1), None, text)
 
     async def write(self, pcm: bytes) -> None:
@@ -319,7 +336,12 @@ class _Progress(AudioSink):
     async def abort(self) -> None:
         pass
 
+    @property
+    def audio_ms(self) -> float:
+        return self._audio_ms
+
     async def on_chunk(self, chunk: AudioChunk) -> None:
+        self.last_audio = self.last_sent = time.perf_counter()
         if self.first_audio_ms is None:
             self.first_audio_ms = round((time.perf_counter() - self._started) * 1000)
         offset_ms = self._audio_ms
@@ -366,6 +388,30 @@ class _SpeakArgs:
     stream_chunks: bool
     interrupt: bool = False
     format: str | None = None
+
+
+_HEARTBEAT_S = 2.0  # progress is reported at least this often, so clients that reset their timeout keep waiting
+
+
+class _Stalled(TimeoutError):
+    """No audio for the stall limit; the argument is the sentence for the caller."""
+
+
+async def _heartbeat(progress: _Progress) -> None:
+    """Report progress while the service is quiet, so that clients resetting their timeout on progress wait."""
+    while True:
+        await anyio.sleep(_HEARTBEAT_S / 4)
+        now = time.perf_counter()
+        if now - progress.last_sent >= _HEARTBEAT_S:
+            await progress.message(f"waiting for audio ({now - progress.last_audio:.0f} s since the last)")
+
+
+def _stall_sentence(progress: _Progress, stall_s: float) -> str:
+    got = f"after {progress.audio_ms / 1000:.1f} s of audio" if progress.audio_ms else "before any audio"
+    return (
+        f"The speech stalled: the service sent no audio for {stall_s:g} s ({got}); "
+        "try again shortly (the probe checks the connection)."
+    )
 
 
 @dataclasses.dataclass
@@ -430,8 +476,11 @@ class _Speaker:
         except TTSError as exc:
             logger.info("tts_realtime failed: %s: %s", type(exc).__name__, exc)
             return error_result(error_sentence(exc, self._settings))
+        except _Stalled as exc:
+            logger.info("tts_realtime: %s", exc)
+            return error_result(str(exc))
         except TimeoutError:
-            deadline = self._options.deadline_seconds
+            deadline = self._options.total_limit(args.text)
             if queued.waiting:
                 sentence = (
                     f"The server was busy with {self._options.max_concurrent} other syntheses and could not "
@@ -520,10 +569,14 @@ class _Speaker:
             turn = await self.playback_queue.turn(request.sample_rate, label, interrupt=args.interrupt)
         playback = turn.playback if turn is not None else None
 
+        stall_s = options.stall_seconds
+        stall_scope = anyio.CancelScope()
+
         async def on_chunk(chunk: AudioChunk) -> None:
             queued.got_audio = True
             if playback is not None:
                 await playback.write(chunk.pcm)  # never waits for the player
+            stall_scope.deadline = anyio.current_time() + stall_s  # the stall limit restarts with each chunk
             await progress.on_chunk(chunk)
 
         try:
@@ -531,7 +584,7 @@ class _Speaker:
                 if turn is not None:
                     turn.cancel = stop_scope.cancel
                 response = await self._synthesize(
-                    ctx, args, request, engine, path, audio_dir, on_chunk, progress, queued
+                    ctx, args, request, engine, path, audio_dir, on_chunk, progress, queued, stall_scope
                 )
         except BaseException:
             if playback is not None:
@@ -568,9 +621,11 @@ class _Speaker:
         on_chunk: Any,
         progress: _Progress,
         queued: _Queueing,
+        stall_scope: anyio.CancelScope,
     ) -> SpeechResponse:
         options = self._options
-        with anyio.fail_after(options.deadline_seconds):
+        stall_s = options.stall_seconds
+        with anyio.fail_after(options.total_limit(args.text)):
             waited = time.perf_counter()
             if self._limiter.available_tokens == 0:
                 queued.waiting = True
@@ -578,17 +633,26 @@ class _Speaker:
             async with self._limiter:
                 queued.waiting, queued.waited = False, time.perf_counter() - waited
                 progress.start()
-                response = await synthesize(
-                    request,
-                    engine,
-                    output=args.output,
-                    path=path,
-                    audio_dir=audio_dir,
-                    on_chunk=on_chunk,
-                    retry=options.retry,
-                    format=args.format if args.output != "chunks" else None,  # checked in _speak
-                    confine=True,
-                )
+                heartbeat = asyncio.create_task(_heartbeat(progress), name="tts_realtime progress heartbeat")
+                try:
+                    stall_scope.deadline = anyio.current_time() + stall_s
+                    with stall_scope:
+                        response = await synthesize(
+                            request,
+                            engine,
+                            output=args.output,
+                            path=path,
+                            audio_dir=audio_dir,
+                            on_chunk=on_chunk,
+                            retry=options.retry,
+                            format=args.format if args.output != "chunks" else None,  # checked in _speak
+                            confine=True,
+                            max_segment_chars=self._settings.max_segment_chars,
+                        )
+                finally:
+                    heartbeat.cancel()
+                if stall_scope.cancelled_caught:
+                    raise _Stalled(_stall_sentence(progress, stall_s))
         return response
 
 
@@ -842,6 +906,7 @@ def _options_from_args(args: argparse.Namespace) -> ServerOptions:
             ("engine", "engine"),
             ("max_text_chars", "max_text_chars"),
             ("deadline_seconds", "deadline"),
+            ("stall_seconds", "stall"),
             ("max_concurrent", "max_concurrent"),
             ("request_timeout", "request_timeout"),
             ("max_connections", "max_connections"),

@@ -21,7 +21,7 @@ __all__ = ["AudioChunk", "FinishReason", "SpeechRequest", "SpeechResponse", "Syn
 
 FinishReason = Literal["stop", "cancelled", "incomplete"]
 
-MAX_TEXT_CHARS = 5000  # generous; the service's own limit is undocumented (§11 q10)
+MAX_TEXT_CHARS = 200_000  # the library's cap: long text is spoken segment by segment (.stream)
 MAX_VOICE_CHARS = 128  # system names are short; cloned and designed voice ids are ~50 characters
 _VOICE = re.compile(r"[A-Za-z0-9_.-]+(?: [A-Za-z0-9_.-]+)*")  # ASCII only: an id travels in logs and JSON
 
@@ -37,7 +37,10 @@ class SpeechRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     text: str = Field(
-        description="The text to speak. Short utterances (a sentence or a paragraph) start fastest.",
+        description=(
+            "The text to speak, of any length up to the cap: it is spoken sentence by sentence, "
+            "so a long text starts as fast as a short one."
+        ),
         min_length=1,
         max_length=MAX_TEXT_CHARS,
     )
@@ -166,6 +169,9 @@ class SpeechResponse(BaseModel):
         default=False, description="Whether the audio came over a connection that was already open (no handshake)."
     )
     connect_ms: int = Field(default=0, description="Milliseconds spent opening a new connection (0 when reused).")
+    segments: int = Field(
+        default=1, description="How many segments (sentences, at most the segment maximum) were spoken."
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     # already keeps websocket-client's handshake logs quiet below -vv.
     if (getattr(args, "verbose", 0) or 0) < 1:
         # The fallback's retry is logged as a warning; the report has the outcome.
-        logging.getLogger(f"{__package__}.service").setLevel(logging.ERROR)
+        for name in ("service", "stream"):  # the stream's segments retry
+            logging.getLogger(f"{__package__}.{name}").setLevel(logging.ERROR)
     try:
         report, code, message = asyncio.run(_probe(args))
     except KeyboardInterrupt:

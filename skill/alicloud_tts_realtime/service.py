@@ -10,11 +10,8 @@ not yet renamed into place, chunks not yet returned) is rolled back and the atte
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -24,15 +21,20 @@ import anyio.to_thread
 
 from .audio import duration_ms
 from .engines.base import Engine
-from .errors import InvalidRequestError, InvalidStateError, NoAudioError, OutputError, TTSError
+from .errors import InvalidRequestError, TTSError
 from .formats import AudioFormat, check_format, resolve_format
-from .models import AudioChunk, SpeechRequest, SpeechResponse, SynthesisOutcome
+from .models import AudioChunk, SpeechRequest, SpeechResponse
 from .output import new_audio_name, prepare_target
-from .sinks import AudioSink, CallbackSink, ChunksSink, FileSink, TeeSink, open_file_sink
+from .segment import DEFAULT_MAX_CHARS, split_text
+from .sinks import AudioSink, CallbackSink, ChunksSink, FileSink, TeeSink, WavFileSink, open_file_sink
+from .stream import SegmentedSpeech, segments_from, segments_of
 
 __all__ = ["OutputMode", "RetryOptions", "synthesize"]
 
 logger = logging.getLogger(__name__)
+
+IDLE_FLUSH_S = 0.5
+"""Incremental text (``text_pieces``): a finished-looking sentence is spoken after this long without input."""
 
 OutputMode = Literal["chunks", "file", "both"]
 ChunkCallback = Callable[[AudioChunk], Awaitable[None]]
@@ -67,6 +69,9 @@ async def synthesize(
     format: str | None = None,  # shadows the builtin: the name callers use everywhere
     sinks: Sequence[AudioSink] = (),
     confine: bool = False,
+    max_segment_chars: int | None = None,
+    keep_partial: bool = False,
+    text_pieces: AsyncIterable[str] | None = None,
 ) -> SpeechResponse:
     """Synthesize ``request`` with ``engine``, feeding the audio to sinks as it arrives.
 
@@ -85,14 +90,26 @@ async def synthesize(
             when the synthesis succeeds and aborted when it fails.
         confine: Keep the file inside ``audio_dir`` (``path`` must be below it): folders are
             walked without following symlinks, so one planted during the synthesis is refused.
+        on_chunk: Awaited with each chunk as it arrives (progress, live playback).
+        retry: Retry policy, per segment; default :class:`RetryOptions`.
+        max_segment_chars: Longest segment (``DASHSCOPE_MAX_SEGMENT_CHARS``); default 300.
+        keep_partial: When the synthesis fails after some audio, save what there is as
+            ``<name>.partial.wav`` next to the target (named in the error) instead of nothing.
+        text_pieces: Speak this text, arriving in pieces (stdin, tokens), instead of
+            ``request.text``: each sentence is spoken as soon as it is complete (a sentence that
+            looks finished, once no input came for :data:`IDLE_FLUSH_S`).
 
     Returns:
         The response; ``file_path`` is absolute when a file was written.
 
+    The text is spoken segment by segment (:mod:`.stream`): in order, each segment retried on its
+    own while none of its audio reached ``on_chunk``; billed characters add up.
+
     Raises:
-        TTSError: Typed failure. Nothing is written when the synthesis fails or is cancelled. An
-            unwritable output path or a format this machine cannot encode is a
-            :class:`~.errors.LocalError` raised before the engine is called.
+        TTSError: Typed failure; after some segments completed, a :class:`~.stream.SegmentsError`
+            saying how many. Nothing is written when the synthesis fails or is cancelled (unless
+            ``keep_partial``). An unwritable output path or a format this machine cannot encode is
+            a :class:`~.errors.LocalError` raised before the engine is called.
     """
     request = request.resolved()
     saving = output in ("file", "both")
@@ -102,6 +119,7 @@ async def synthesize(
         raise InvalidRequestError("format applies only to saved audio; use output 'file' or 'both'.", field="format")
     sink_list: list[AudioSink] = []
     file_sink: FileSink | None = None
+    partial: WavFileSink | None = None
     audio_format: AudioFormat | None = None
     if saving:
         audio_format = resolve_format(format, path.name if path is not None else None)
@@ -118,6 +136,8 @@ async def synthesize(
                 raise InvalidRequestError(f"{target} is not inside the output directory {root}.", field="output")
         file_sink = open_file_sink(audio_format, target, request.sample_rate, root=root)
         sink_list.append(file_sink)
+        if keep_partial:
+            partial = WavFileSink(partial_path(target), request.sample_rate, root=root)
     chunks = ChunksSink() if output in ("chunks", "both") else None
     if chunks is not None:
         sink_list.append(chunks)
@@ -125,12 +145,41 @@ async def synthesize(
     if on_chunk is not None:
         sink_list.append(CallbackSink(on_chunk, request.sample_rate))
     tee = TeeSink(sink_list)
+    # keep_partial: a WAV beside the target gets the same audio; closed only when the call fails.
+    feed: AudioSink = TeeSink([tee, partial]) if partial is not None else tee
+    max_chars = max_segment_chars or DEFAULT_MAX_CHARS
+    segments: Iterable[str] | AsyncIterable[str]
+    total: Callable[[], int] | None = None
+    if text_pieces is not None:
+        segments = segments_from(text_pieces, max_chars, idle_flush_s=IDLE_FLUSH_S)
+    elif engine.segments_itself:
+        segments = [request.text]
+    else:
+        segments = segments_of(request.text, max_chars)
+        text = request.text
+        total = lambda: len(split_text(text, max_chars))  # noqa: E731  (only for an error's message)
+    speech = SegmentedSpeech(engine, request, retry)
     try:
-        total_bytes, first_audio_ms, outcome = await _run_attempts(request, engine, tee, retry or RetryOptions())
+        await speech.run(segments, feed, total)
         await tee.close()
-    except BaseException:
+    except BaseException as exc:
         await tee.abort()
+        if partial is not None:
+            if isinstance(exc, TTSError) and speech.metrics.first_audio_ms is not None:
+                try:
+                    await partial.close()
+                    exc.message = f"{exc.message.rstrip('.')}; the partial audio is in {partial.path}."
+                except TTSError as keep_exc:
+                    logger.warning("could not keep the partial audio: %s", keep_exc)
+                    await partial.abort()
+            else:
+                await partial.abort()
         raise
+    if partial is not None:
+        await partial.abort()
+    outcome = speech.metrics.outcome()
+    first_audio_ms = speech.metrics.first_audio_ms
+    total_bytes = speech.metrics.pcm_bytes
     return SpeechResponse(
         audio_base64_pcm_chunks=chunks.chunks if chunks is not None else [],
         sample_rate=request.sample_rate,
@@ -146,54 +195,10 @@ async def synthesize(
         file_format=audio_format.name if audio_format is not None else None,
         reused_connection=outcome.reused_connection,
         connect_ms=outcome.connect_ms,
+        segments=speech.metrics.segments,
     )
 
 
-async def _run_attempts(
-    request: SpeechRequest, engine: Engine, sink: AudioSink, retry: RetryOptions
-) -> tuple[int, int | None, SynthesisOutcome]:
-    """Stream attempts into ``sink`` until one completes; return its bytes, first audio and outcome.
-
-    A failed attempt is retried when its error is retryable, retries are left, and none of its
-    audio reached a live sink; what it wrote to the other sinks is rolled back first.
-    """
-    started = time.perf_counter()
-    first_audio_ms: int | None = None
-    attempt = 0
-    while True:
-        written = 0
-        try:
-            outcome: SynthesisOutcome | None = None
-            async with contextlib.aclosing(engine.stream(request)) as stream:  # type: ignore[type-var]
-                async for item in stream:
-                    if isinstance(item, AudioChunk):
-                        if not item.pcm:
-                            continue
-                        if first_audio_ms is None:
-                            first_audio_ms = round((time.perf_counter() - started) * 1000)
-                        written += len(item.pcm)
-                        await sink.write(item.pcm)
-                    else:
-                        outcome = item
-            if not written:
-                raise NoAudioError(f"The {engine.name} engine produced no audio for non-empty text.")
-            if outcome is None:
-                raise NoAudioError(f"The {engine.name} engine ended without completing the audio.")
-            return written, first_audio_ms, outcome
-        except TTSError as exc:
-            if isinstance(exc, (OutputError, InvalidStateError)) or not exc.retryable or attempt >= retry.max_retries:
-                raise
-            if not engine.retry_whole:  # a composite (the fallback) already tried its engines in turn
-                raise
-            if written and sink.live:
-                raise  # audio reached a listener: never spoken twice
-            try:
-                await sink.rollback(written)
-            except InvalidStateError:
-                raise exc from None
-            delay = retry.interval * 2**attempt
-            attempt += 1
-            logger.warning("attempt %d failed (%s); retrying in %.1f s", attempt, exc, delay)
-            if written:
-                first_audio_ms = None
-            await asyncio.sleep(delay)
+def partial_path(target: Path) -> Path:
+    """``<name>.partial.wav`` next to ``target``: where ``keep_partial`` saves the audio of a failed call."""
+    return target.with_name(f"{target.stem}.partial.wav")

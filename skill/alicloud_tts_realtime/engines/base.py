@@ -14,9 +14,13 @@ import abc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from ..models import AudioChunk, SpeechRequest, SynthesisOutcome
+
+if TYPE_CHECKING:
+    from ..service import RetryOptions
+    from ..stream import SynthesizeStream
 
 __all__ = ["Capabilities", "Engine", "StreamItem"]
 
@@ -55,6 +59,36 @@ class Engine(abc.ABC):
         Raises:
             TTSError: Any failure, typed; see :mod:`..errors`.
         """
+
+    @property
+    def segments_itself(self) -> bool:
+        """Whether the engine cuts a long text into sentences itself (then it gets the whole text at once)."""
+        return False
+
+    def open_stream(
+        self, request: SpeechRequest, *, max_segment_chars: int | None = None, retry: RetryOptions | None = None
+    ) -> SynthesizeStream:
+        """A :class:`~..stream.SynthesizeStream` for text that arrives in pieces, spoken with ``request``'s voice.
+
+        Named ``open_stream`` rather than ``stream``: :meth:`stream` already is the one-request
+        generator every engine implements, and this opens a long-lived object on top of it
+        (``push_text()``, ``flush()``, ``end_input()``, async iteration of audio, ``aclose()``).
+
+        Args:
+            request: Voice, model and format, e.g. :func:`~..stream.voice_options` (any text it
+                has is not spoken); it is resolved here, before anything is sent.
+            max_segment_chars: Longest segment; default 300 (``DASHSCOPE_MAX_SEGMENT_CHARS``).
+            retry: Per-segment retry policy.
+
+        Raises:
+            InvalidRequestError: The request does not fit its model.
+        """
+        from ..segment import DEFAULT_MAX_CHARS
+        from ..stream import SynthesizeStream
+
+        return SynthesizeStream(
+            self, request.resolved(), max_segment_chars=max_segment_chars or DEFAULT_MAX_CHARS, retry=retry
+        )
 
     async def aclose(self) -> None:
         """Release long-lived resources (connections, worker threads). Idempotent."""

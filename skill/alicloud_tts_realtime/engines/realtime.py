@@ -61,6 +61,11 @@ class RealtimeEngine(Engine):
         self._pool: SessionPool | None = None
 
     @property
+    def segments_itself(self) -> bool:
+        """``server_commit``: the service segments the text (§3.6), so it gets the whole text in one session."""
+        return self._mode == "server_commit"
+
+    @property
     def pool(self) -> SessionPool:
         """The engine's pool, created on first use (it belongs to the running event loop)."""
         if self._pool is None:
