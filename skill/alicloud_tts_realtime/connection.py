@@ -36,6 +36,7 @@ import json
 import logging
 import platform
 import ssl
+import sys
 import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
@@ -253,6 +254,24 @@ class _Done:
         self.usage = usage
 
 
+if sys.version_info >= (3, 11):
+
+    async def _get(queue: asyncio.Queue[Any], timeout: float) -> Any:
+        """``queue.get()`` within ``timeout``; a cancel is never lost.
+
+        Python 3.11's ``asyncio.wait_for`` swallows a cancel that lands just as the item arrives
+        (CPython gh-86296, fixed in 3.12), and the cancelled call then went on speaking;
+        ``asyncio.timeout`` awaits in the caller's own task, so a cancel is always raised.
+        """
+        async with asyncio.timeout(timeout):
+            return await queue.get()
+
+else:  # Python 3.10 has no asyncio.timeout
+
+    async def _get(queue: asyncio.Queue[Any], timeout: float) -> Any:
+        return await asyncio.wait_for(queue.get(), timeout)
+
+
 class SpokenUtterance:
     """One utterance on a :class:`RealtimeConnection`: an async iterator of PCM16 bytes, then :attr:`outcome`.
 
@@ -308,11 +327,7 @@ class SpokenUtterance:
         timeout = self._conn.settings.idle_timeout
         try:
             # A queued item needs no timer: wait_for costs a task and a timer per call.
-            item = (
-                self._queue.get_nowait()
-                if not self._queue.empty()
-                else await asyncio.wait_for(self._queue.get(), timeout)
-            )
+            item = self._queue.get_nowait() if not self._queue.empty() else await _get(self._queue, timeout)
         except asyncio.TimeoutError:
             self._conn.broken = True
             raise ResponseTimeoutError(
