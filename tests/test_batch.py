@@ -356,6 +356,40 @@ async def test_the_offline_engine_runs_a_batch_too(tmp_path: Path) -> None:
         check_wav(tmp_path / f"{result.id}.wav", result.duration_ms)
 
 
+@pytest.mark.parametrize("audio_format", ["flac", "mp3"])
+async def test_a_batch_writes_the_chosen_format(tmp_path: Path, audio_format: str) -> None:
+    pytest.importorskip("espeakng_loader")
+    import soundfile
+
+    items = [
+        BatchItem.build({"id": "one", "text": "The first file."}),
+        BatchItem.build({"id": "two", "text": "二号。"}),
+    ]
+    async with OfflineEngine() as engine:
+        results = [r async for r in synthesize_batch(items, tmp_path, engine=engine, audio_format=audio_format)]
+    assert [r.status for r in results] == ["ok", "ok"]
+    for result in results:
+        path = tmp_path / f"{result.id}.{audio_format}"
+        assert result.file == path.name
+        info = soundfile.info(str(path))
+        assert result.duration_ms is not None
+        assert abs(info.duration * 1000 - result.duration_ms) < 80  # mp3 frames pad a little
+    assert not list(tmp_path.glob("*.wav"))
+
+
+def test_an_unknown_format_is_refused_before_any_item(tmp_path: Path) -> None:
+    async def run() -> None:
+        async with OfflineEngine() as engine:
+            async for _ in synthesize_batch(
+                [BatchItem.build({"id": "a", "text": "A."})], tmp_path, engine=engine, audio_format="aiff"
+            ):
+                pass
+
+    with pytest.raises(InvalidRequestError, match="Unknown format"):
+        asyncio.run(run())
+    assert not (tmp_path / "manifest.jsonl").exists()
+
+
 # --- pacing ------------------------------------------------------------------------------------
 
 

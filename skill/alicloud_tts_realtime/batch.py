@@ -44,6 +44,8 @@ from .errors import (
     RateLimitError,
     TTSError,
 )
+from .formats import FORMAT_NAMES, check_format, resolve_format
+from .formats import FORMATS as FORMAT_REGISTRY
 from .models import SpeechRequest
 from .output import unwritable_reason
 from .service import RetryOptions, synthesize
@@ -65,7 +67,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_NAME = "manifest.jsonl"
 DEFAULT_VOICE = "Cherry"  # as for ``speak``
-FORMATS: tuple[str, ...] = ("wav",)
+FORMATS: tuple[str, ...] = FORMAT_NAMES  # the package's one registry (formats.py)
 ITEM_FIELDS: tuple[str, ...] = ("id", "text", "voice", "instruction", "model", "sample_rate", "language_type")
 ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,100}")
 MAX_PROBLEMS = 20  # listed; the rest are counted
@@ -538,7 +540,7 @@ class BatchTally:
 
 
 def _file_name(item_id: str, audio_format: str) -> str:
-    return f"{item_id}.{audio_format}"
+    return f"{item_id}{FORMAT_REGISTRY[audio_format].extension}"
 
 
 async def synthesize_batch(
@@ -571,7 +573,7 @@ async def synthesize_batch(
         engine: The engine every item shares (one pool of connections); not closed here.
         concurrency: Items in flight at once.
         rpm: Requests (utterances) per minute (:class:`Pacer`); None for no limit.
-        audio_format: The output format; ``wav``.
+        audio_format: The output format (:data:`~.formats.FORMAT_NAMES`); the file's extension follows it.
         retry: Retries per item before its first audio; default :data:`BATCH_RETRY`.
         stop: Set it to stop the batch cleanly.
 
@@ -581,8 +583,8 @@ async def synthesize_batch(
     """
     if concurrency < 1:
         raise InvalidRequestError(f"concurrency must be at least 1, not {concurrency}.", field="concurrency")
-    if audio_format not in FORMATS:
-        raise InvalidRequestError(f"Unknown format {audio_format!r}; use one of: {', '.join(FORMATS)}.", field="format")
+    # An unknown format, or one this machine's libsndfile cannot encode, fails here, before any paid call.
+    check_format(resolve_format(audio_format), 24000)
     pacer = Pacer(rpm)
     retry = retry or BATCH_RETRY
     out_dir = out_dir.absolute()
@@ -593,7 +595,9 @@ async def synthesize_batch(
         paced = _PacedEngine(engine, pacer)
         name = _file_name(item.id, audio_format)
         try:
-            response = await synthesize(item.request, paced, output="file", path=out_dir / name, retry=retry)
+            response = await synthesize(
+                item.request, paced, output="file", path=out_dir / name, retry=retry, format=audio_format
+            )
         except TTSError as exc:
             failed = ItemResult(id=item.id, status="failed", error=_one_sentence(exc), attempts=paced.attempts)
             await record(failed)

@@ -395,7 +395,7 @@ def _add_batch_parser(sub: Any, verbose: argparse.ArgumentParser) -> None:
     batch.add_argument("--sample-rate", type=int, choices=catalog.SAMPLE_RATES, help="for items without one")
     batch.add_argument("--language-type", help="language hint for items without one")
     batch.add_argument("--engine", default="auto", choices=ENGINE_CHOICES, help="as for speak (default: auto)")
-    batch.add_argument("--format", default="wav", choices=FORMATS, help="output format (default: wav)")
+    batch.add_argument("--format", default="wav", choices=FORMATS, help="output format of every file (default: wav)")
     batch.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
 
 
