@@ -223,3 +223,28 @@ def test_play_streams_to_the_player_while_the_synthesis_goes_on(tmp_path: Path) 
 
         refused = cli("speak", "hi", "--no-save", env=env)
         assert refused.returncode == 2 and "--no-save needs --play" in refused.stderr
+
+
+def test_speak_markdown_sends_the_speakable_text(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path))
+    markdown = "# Hi\n\nSee **[the docs](https://example.com/a/b)** 🎉"
+    assert main(["speak", markdown, "--markdown", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["text_characters"] == len("Hi\n\nSee the docs") and Path(data["file_path"]).is_file()
+    assert main(["speak", markdown, "--json"]) == 0  # without --markdown the text goes as written
+    assert json.loads(capsys.readouterr().out)["text_characters"] == len(markdown)
+
+
+def test_speak_markdown_with_nothing_to_read_exits_2_before_connecting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A key and an endpoint where nothing listens: a connection attempt would fail with exit 1.
+    monkeypatch.setenv("OUTPUT_DIR", str(tmp_path))
+    monkeypatch.setenv("DASHSCOPE_API_KEY", "sk-unused")
+    monkeypatch.setenv("DASHSCOPE_REALTIME_URL", "ws://127.0.0.1:9/api-ws/v1/realtime")
+    assert main(["speak", "```\nprint(1)\n```", "--markdown", "--engine", "realtime"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "nothing to speak once its Markdown is removed" in err and len(err.splitlines()) == 1
+    assert list(tmp_path.rglob("*.wav")) == []

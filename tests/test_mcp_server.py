@@ -638,3 +638,35 @@ async def test_unusable_paths_get_a_sentence_not_an_internal_error(tmp_path: Pat
             message = assert_error(result, "filename", fragment)
             assert "internal error" not in message and len(message) < 300
     assert sorted(p.name for p in audio_dir.iterdir()) == ["first.wav", "knot", "loop.wav"]
+
+
+# --- text_format ------------------------------------------------------------------------------
+
+
+async def test_markdown_is_made_speakable_before_it_is_sent(tmp_path: Path, emulator: Emulator) -> None:
+    from alicloud_tts_realtime.protocol import InputTextBufferAppend
+
+    markdown = "## Done\n\n- Read [the guide](https://help.aliyun.com/x) at https://www.alibabacloud.com/help 🎉"
+    async with Client(build_server(make_settings(tmp_path, emulator))) as client:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        prop = tools["tts_realtime"].input_schema["properties"]["text_format"]
+        assert prop["enum"] == ["markdown", "plain"] and prop["default"] == "markdown" and prop["description"]
+        spoken = await client.call_tool("tts_realtime", {"text": markdown, "voice": "Cherry"})
+        plain = await client.call_tool("tts_realtime", {"text": "**as is**", "voice": "Cherry", "text_format": "plain"})
+
+    assert not spoken.is_error and not plain.is_error, text_of(spoken)
+    expected = "Done\n\nRead the guide at alibabacloud.com"
+    sent = [
+        "".join(e.text for e in record.events if isinstance(e, InputTextBufferAppend)) for record in emulator.sessions
+    ]
+    assert sent == [expected, "**as is**"]
+    assert spoken.structured_content is not None and plain.structured_content is not None
+    assert spoken.structured_content["text_characters"] == len(expected)
+    assert plain.structured_content["text_characters"] == len("**as is**")
+
+
+async def test_markdown_with_nothing_to_read_is_refused_before_any_session(tmp_path: Path, emulator: Emulator) -> None:
+    async with Client(build_server(make_settings(tmp_path, emulator))) as client:
+        result = await client.call_tool("tts_realtime", {"text": "```sh\nrm -rf build\n```\n\n🎉", "voice": "Cherry"})
+    assert_error(result, "nothing to speak once its Markdown is removed", "text_format 'plain'")
+    assert emulator.sessions == [] and wav_files(tmp_path) == []

@@ -90,6 +90,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="overall limit in seconds for the call, retries and fallback included (default: 120, or 0.1 s per "
         "character when that is more, so a long text is never cut off for being long; none for '-')",
     )
+    speak.add_argument(
+        "--markdown",
+        action="store_true",
+        help="TEXT is Markdown: speak it as a person would read it (no markup, link words only, URLs as host "
+        "names, code blocks as 'Code block omitted.', no emoji)",
+    )
     speak.add_argument("--json", action="store_true", help="print the JSON response instead of the path")
     speak.add_argument("--chunks", action="store_true", help="with --json, include the base64 PCM chunks")
     speak.add_argument(
@@ -259,6 +265,7 @@ def _cmd_speak(args: argparse.Namespace) -> int:
     from .playback import NO_PLAYER, Playback, PlayerFinder
     from .service import synthesize
     from .settings import load_settings
+    from .speakable import speakable_text
 
     if args.no_save and not args.play:
         raise InvalidRequestError("--no-save needs --play (otherwise the audio would go nowhere).", field="output")
@@ -272,7 +279,7 @@ def _cmd_speak(args: argparse.Namespace) -> int:
     default_limit = math.inf if from_stdin else max(120.0, 0.1 * len(args.text))
     limit: float = args.timeout if args.timeout is not None else default_limit
     request = build_request(
-        text=STREAM_TEXT if from_stdin else args.text,  # stdin: the request gives voice, model and format
+        text=STREAM_TEXT if from_stdin else (speakable_text(args.text) if args.markdown else args.text),
         voice=args.voice,
         instruction=args.instruction,
         sample_rate=args.sample_rate,

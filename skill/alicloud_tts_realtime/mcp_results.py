@@ -151,8 +151,9 @@ def _summary(result: SpeechResult) -> str:
         if result.file_path
         else f"returned as {len(result.audio_base64_pcm_chunks)} base64 PCM chunks at {result.sample_rate} Hz"
     )
+    chars = f" from {result.text_characters} characters" if result.text_characters is not None else ""
     text = (
-        f"Spoke {result.duration_ms / 1000:.1f} s of audio with {result.voice} "
+        f"Spoke {result.duration_ms / 1000:.1f} s of audio{chars} with {result.voice} "
         f"({result.model}, {result.engine} engine{first}); {where}."
     )
     if result.finish_reason != "stop":

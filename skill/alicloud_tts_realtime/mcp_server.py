@@ -15,8 +15,9 @@ Tools (names defined once, in :class:`ToolName`):
 
 ``tts_realtime``
     The normalized interface (``text``, ``voice``, ``instruction``, ``sample_rate``, plus
-    ``model``, ``language_type``) and the MCP delivery options ``output``, ``filename``,
-    ``play`` and ``stream_chunks``. The structured result is a
+    ``model``, ``language_type``), ``text_format`` (``markdown``, the default, is made speakable
+    by :mod:`.speakable` before anything is checked or sent; ``plain`` is spoken as written) and
+    the MCP delivery options ``output``, ``filename``, ``play`` and ``stream_chunks``. The structured result is a
     :class:`~.mcp_results.SpeechResult`; the text content is a one-line summary, never a second
     copy of the audio.
 ``tts.realtime``
@@ -104,6 +105,7 @@ from .quoting import quote
 from .service import OutputMode, RetryOptions, synthesize
 from .settings import Settings, load_settings
 from .sinks import AudioSink
+from .speakable import speakable_text
 from .speaker import Speaker, Turn
 
 __all__ = [
@@ -284,6 +286,16 @@ StreamChunksArg = Annotated[
         )
     ),
 ]
+TextFormatArg = Annotated[
+    Literal["markdown", "plain"],
+    Field(
+        description=(
+            "'markdown' (default): read the text as a person would read it aloud: headings, emphasis, list "
+            "markers and table pipes are dropped, links keep their words, bare URLs become their host name, "
+            "code blocks become 'Code block omitted.', HTML tags and emoji go. 'plain': speak it as written."
+        )
+    ),
+]
 VoicesModelArg = Annotated[
     str | None, Field(description=f"Only this model (default: all). Stable models: {_STABLE_MODELS}.")
 ]
@@ -388,6 +400,7 @@ class _SpeakArgs:
     stream_chunks: bool
     interrupt: bool = False
     format: str | None = None
+    text_format: Literal["markdown", "plain"] = "markdown"
 
 
 _HEARTBEAT_S = 2.0  # progress is reported at least this often, so clients that reset their timeout keep waiting
@@ -515,9 +528,12 @@ class _Speaker:
 
     async def _speak(self, ctx: Context, args: _SpeakArgs, queued: _Queueing) -> SpeechResult:
         options = self._options
-        if len(args.text) > options.max_text_chars:
+        # Cleaned first, so that a text with nothing left to read is refused before any paid call,
+        # and the limits apply to the characters actually sent.
+        text = speakable_text(args.text) if args.text_format == "markdown" else args.text
+        if len(text) > options.max_text_chars:
             raise InvalidRequestError(
-                f"text has {len(args.text)} characters but this server takes at most {options.max_text_chars} "
+                f"text has {len(text)} characters but this server takes at most {options.max_text_chars} "
                 "per call; split it into several calls.",
                 field="text",
             )
@@ -532,7 +548,7 @@ class _Speaker:
             )
         audio_format = resolve_format(args.format, args.filename) if args.output != "chunks" else None
         request = build_request(
-            text=args.text,
+            text=text,
             voice=args.voice,
             instruction=args.instruction,
             sample_rate=args.sample_rate,
@@ -727,6 +743,7 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
         stream_chunks: StreamChunksArg = False,
         interrupt: InterruptArg = False,
         format: FormatArg = None,
+        text_format: TextFormatArg = "markdown",
     ) -> Annotated[CallToolResult, SpeechResult]:
         args = _SpeakArgs(
             text,
@@ -741,6 +758,7 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
             stream_chunks,
             interrupt,
             format,
+            text_format,
         )
         return await speaker(ctx, args)
 
@@ -785,7 +803,8 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
     speak_description = (
         "Speak text aloud with Alibaba Cloud Qwen TTS Realtime (or the built-in offline voice when the "
         "server has no DashScope key). By default saves a WAV file (or mp3, ogg, flac, pcm with format) and "
-        "returns its absolute path; output='chunks' returns base64 PCM instead. Reports progress as audio arrives. "
+        "returns its absolute path; output='chunks' returns base64 PCM instead. Markdown is read as a person "
+        "would read it aloud (text_format='plain' speaks the text as written). Reports progress as audio arrives. "
         "Use tts_voices to pick a voice."
     )
     speak_annotations = ToolAnnotations(

@@ -160,6 +160,9 @@ class SpeechResponse(BaseModel):
     duration_ms: int = Field(description="Duration of the audio in milliseconds.")
     first_audio_ms: int | None = Field(description="Milliseconds from the start of the call to the first audio.")
     characters: int | None = Field(default=None, description="Billed characters reported by the service.")
+    text_characters: int | None = Field(
+        default=None, description="Characters of text actually sent (after Markdown was made speakable)."
+    )
     session_id: str | None = Field(default=None, description="Service session id, for support requests.")
     file_path: str | None = Field(default=None, description="Absolute path of the saved audio file, if saved.")
     file_format: str | None = Field(
