@@ -65,8 +65,11 @@ def test_plain_text_passes_and_segments_follow_blocks() -> None:
 
 
 def test_nothing_left_is_a_clear_error() -> None:
-    for text in ("```\nprint(1)\n```", "🎉🎉", "<br>", "---", "   "):
+    for text in ("```\nprint(1)\n```", "<br>", "[](https://example.com) 🎉", "    indented code"):
         with pytest.raises(InvalidRequestError, match="nothing to speak once its Markdown is removed") as info:
             speakable_text(text)
         assert info.value.field == "text"
     assert speakable_text("**Hi**") == "Hi"
+    # Nothing to read before cleaning either: returned as is, for the request's own refusal.
+    for text in ("   ", "🎉🎉", "---", "...!?"):
+        assert speakable_text(text) == text

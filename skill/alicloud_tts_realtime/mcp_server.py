@@ -530,7 +530,11 @@ class _Speaker:
         options = self._options
         # Cleaned first, so that a text with nothing left to read is refused before any paid call,
         # and the limits apply to the characters actually sent.
-        text = speakable_text(args.text) if args.text_format == "markdown" else args.text
+        # The parse is CPU work (tens of milliseconds for a few thousand characters): a worker thread
+        # keeps the other calls moving.
+        text = (
+            await anyio.to_thread.run_sync(speakable_text, args.text) if args.text_format == "markdown" else args.text
+        )
         if len(text) > options.max_text_chars:
             raise InvalidRequestError(
                 f"text has {len(text)} characters but this server takes at most {options.max_text_chars} "

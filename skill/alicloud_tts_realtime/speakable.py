@@ -174,18 +174,24 @@ def to_speakable(markdown: str, *, emoji: bool = False) -> str:
 
 
 def speakable_text(markdown: str, *, emoji: bool = False) -> str:
-    """:func:`to_speakable`, for a request: text with nothing left to read is refused.
+    """:func:`to_speakable`, for a request: text whose words were all markup is refused.
 
-    Call it before building the request, so that the refusal comes before any paid call.
+    Call it before building the request, so that the refusal comes before any paid call. "Nothing
+    to read" means no letter or digit (``str.isalnum``, which covers CJK), the request's own test.
+    When ``markdown`` had none to begin with (blank, punctuation, emoji only), it is returned as it
+    is, so that the request's validation refuses it in its own words.
 
     Raises:
-        InvalidRequestError: Nothing is left once the Markdown is removed (field ``text``).
+        InvalidRequestError: ``markdown`` had words, and none are left once the Markdown is removed
+            (field ``text``).
     """
     text = to_speakable(markdown, emoji=emoji)
-    if not text.strip():
+    if not any(char.isalnum() for char in text):
+        if not any(char.isalnum() for char in markdown):
+            return markdown
         raise InvalidRequestError(
-            "text has nothing to speak once its Markdown is removed (only code, markup, URLs or emoji were "
-            "left); send words to read, or text_format 'plain' to speak it exactly as written.",
+            "text has nothing to speak once its Markdown is removed (it held only code, markup or URLs); "
+            "send words to read, or text_format 'plain' to speak it exactly as written.",
             field="text",
         )
     return text
