@@ -644,7 +644,7 @@ async def test_unusable_paths_get_a_sentence_not_an_internal_error(tmp_path: Pat
 
 
 async def test_markdown_is_made_speakable_before_it_is_sent(tmp_path: Path, emulator: Emulator) -> None:
-    from alicloud_tts_realtime.protocol import InputTextBufferAppend
+    from alicloud_tts_realtime.protocol import InputTextBufferAppend, InputTextBufferCommit
 
     markdown = "## Done\n\n- Read [the guide](https://help.aliyun.com/x) at https://www.alibabacloud.com/help 🎉"
     async with Client(build_server(make_settings(tmp_path, emulator))) as client:
@@ -656,9 +656,12 @@ async def test_markdown_is_made_speakable_before_it_is_sent(tmp_path: Path, emul
 
     assert not spoken.is_error and not plain.is_error, text_of(spoken)
     expected = "Done\n\nRead the guide at alibabacloud.com"
-    sent = [
-        "".join(e.text for e in record.events if isinstance(e, InputTextBufferAppend)) for record in emulator.sessions
-    ]
+    sent, pending = [], ""  # the text of each commit, over every session (calls may share a pooled one)
+    for event in (event for record in emulator.sessions for event in record.events):
+        if isinstance(event, InputTextBufferAppend):
+            pending += event.text
+        elif isinstance(event, InputTextBufferCommit):
+            sent, pending = [*sent, pending], ""
     assert sent == [expected, "**as is**"]
     assert spoken.structured_content is not None and plain.structured_content is not None
     assert spoken.structured_content["text_characters"] == len(expected)
