@@ -609,7 +609,7 @@ async def synthesize_batch(
             duration_ms=response.duration_ms,
             characters=response.characters,
             first_audio_ms=response.first_audio_ms,
-            segments=1,
+            segments=response.segments,
             attempts=paced.attempts,
         )
         await record(ok)

@@ -190,7 +190,7 @@ async def synthesize(
         duration_ms=round(duration_ms(total_bytes, request.sample_rate)),
         first_audio_ms=first_audio_ms,
         characters=outcome.characters,
-        text_characters=len(request.text),
+        text_characters=len(request.text) if text_pieces is None else None,  # stdin: not known as one text
         session_id=outcome.session_id,
         file_path=str(file_sink.path) if file_sink is not None else None,
         file_format=audio_format.name if audio_format is not None else None,
