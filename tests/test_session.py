@@ -103,6 +103,16 @@ def test_echo_that_contradicts_the_request_is_refused() -> None:
         core.receive(updated(sample_rate=24000))
 
 
+def test_a_huge_or_forged_echo_is_quoted_short_and_escaped() -> None:
+    # Hardening item 4: a value the service sends is quoted at most ~80 characters, control characters escaped.
+    core = ClientSession(CONFIG)
+    core.receive(created())
+    with pytest.raises(ProtocolViolationError) as info:
+        core.receive(updated(voice="Evil\nINFO forged line " + "x" * 100_000))
+    message = str(info.value)
+    assert len(message) < 300 and "\n" not in message and "\\n" in message
+
+
 def test_fields_not_echoed_are_fine() -> None:
     core = ClientSession(CONFIG)
     core.receive(created())

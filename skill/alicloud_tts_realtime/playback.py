@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from .audio import wav_bytes
-from .errors import InvalidStateError
+from .sinks import AudioSink
 
 __all__ = [
     "NO_PLAYER",
@@ -69,32 +69,6 @@ FILE_PLAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 NO_PLAYER = "no audio player found (install pulseaudio-utils, alsa-utils, ffmpeg or sox; or the 'play' extra)"
 # How long stop() lets a player end on SIGTERM before SIGKILL.
 STOP_GRACE_S = 1.0
-
-
-class AudioSink(abc.ABC):
-    """Where audio goes as it arrives (the interface of the sinks helper, :mod:`.sinks`).
-
-    Defined here until :mod:`.sinks` lands; then this module imports it from there.
-    """
-
-    live: ClassVar[bool] = False
-
-    @abc.abstractmethod
-    async def write(self, pcm: bytes) -> None:
-        """Take the next chunk of PCM16 LE mono audio."""
-
-    async def rollback(self, nbytes: int) -> None:
-        """Drop the last ``nbytes`` written; a live sink cannot."""
-        if nbytes:
-            raise InvalidStateError(f"{type(self).__name__} cannot take back audio it has already delivered.")
-
-    @abc.abstractmethod
-    async def close(self) -> None:
-        """The input is complete."""
-
-    @abc.abstractmethod
-    async def abort(self) -> None:
-        """Stop now; idempotent."""
 
 
 class Playback(AudioSink):

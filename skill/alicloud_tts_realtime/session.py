@@ -41,6 +41,7 @@ from . import protocol as p
 from .audio import decode_chunk
 from .errors import InvalidStateError, NoAudioError, ProtocolViolationError, ServiceError
 from .models import FinishReason, SynthesisOutcome
+from .quoting import quote
 
 __all__ = [
     "TRANSITIONS",
@@ -217,7 +218,7 @@ class ClientSession:
             if step.startswith("call:"):
                 raise InvalidStateError(f"Cannot {step[5:]}: the session is {state.value}.")
             self.state = S.FAILED
-            raise ProtocolViolationError(f"Unexpected {step!r} while the session is {state.value}.")
+            raise ProtocolViolationError(f"Unexpected {quote(step)} while the session is {state.value}.")
         if step == "response.done" and target is S.READY and self._pending:
             target = S.RESPONDING  # more commits are pending
         self.state = target
@@ -237,7 +238,7 @@ class ClientSession:
                 configuration echo contradicts what was requested.
         """
         if isinstance(event, p.UnknownEvent):
-            logger.info("ignoring unknown server event %r", event.type)
+            logger.info("ignoring unknown server event %s", quote(event.type))
             return ()
         if isinstance(event, p.ErrorEvent):
             return self._error(event.error)
@@ -277,8 +278,8 @@ class ClientSession:
                 if not _same(getattr(self.config, field), getattr(event.session, field)):
                     self.state = S.FAILED
                     raise ProtocolViolationError(
-                        f"The service configured {field}={getattr(event.session, field)!r}, "
-                        f"not the requested {getattr(self.config, field)!r}."
+                        f"The service configured {field}={quote(getattr(event.session, field))}, "
+                        f"not the requested {quote(getattr(self.config, field))}."
                     )
             self.session_id = event.session.id or self.session_id
             return (Ready(event.session),)
@@ -404,10 +405,10 @@ def outcome_of(status: str | None, got_audio: bool) -> FinishReason:
         raise ServiceError("The service reported the response as failed.")
     if not got_audio:
         raise NoAudioError(
-            f"The session completed without audio (response status {status!r}); check the text and the voice."
+            f"The session completed without audio (response status {quote(status)}); check the text and the voice."
         )
     if status not in _FINISH_REASONS:
-        raise ProtocolViolationError(f"Unknown response status {status!r}.")
+        raise ProtocolViolationError(f"Unknown response status {quote(status)}.")
     return _FINISH_REASONS[status]
 
 
