@@ -806,10 +806,9 @@ def build_server(settings: Settings, options: ServerOptions | None = None) -> MC
 
     speak_description = (
         "Speak text aloud with Alibaba Cloud Qwen TTS Realtime (or the built-in offline voice when the "
-        "server has no DashScope key). By default saves a WAV file (or mp3, ogg, flac, pcm with format) and "
-        "returns its absolute path; output='chunks' returns base64 PCM instead. Markdown is read as a person "
-        "would read it aloud (text_format='plain' speaks the text as written). Reports progress as audio arrives. "
-        "Use tts_voices to pick a voice."
+        "server has no DashScope key). Saves a WAV file (or mp3, ogg, flac, pcm via format) and returns its "
+        "path; output='chunks' returns base64 PCM. Markdown is read as a person would say it "
+        "(text_format='plain': as written). Reports progress as audio arrives. Use tts_voices to pick a voice."
     )
     speak_annotations = ToolAnnotations(
         title="Speak text (Qwen TTS Realtime)",
