@@ -31,11 +31,12 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from .errors import InvalidStateError, NoAudioError, OutputError, TTSError
 from .models import AudioChunk, FinishReason, SpeechRequest, SynthesisOutcome
 from .segment import DEFAULT_MAX_CHARS, Segmenter
+from .sinks import AudioSink
 
 if TYPE_CHECKING:
     from .engines.base import Engine
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "STREAM_TEXT",
-    "SegmentSink",
     "SegmentedSpeech",
     "SegmentsError",
     "SpeechMetrics",
@@ -71,20 +71,6 @@ def voice_options(**fields: object) -> SpeechRequest:
 
 
 logger = logging.getLogger(__name__)
-
-
-class SegmentSink(Protocol):
-    """What :class:`SegmentedSpeech` writes to; :class:`~.sinks.AudioSink` fits it.
-
-    ``live`` sinks deliver audio at once and cannot take it back; the others can ``rollback``.
-    """
-
-    @property
-    def live(self) -> bool: ...
-
-    async def write(self, pcm: bytes) -> None: ...
-
-    async def rollback(self, nbytes: int) -> None: ...
 
 
 class SegmentsError(TTSError):
@@ -177,7 +163,7 @@ class SegmentedSpeech:
     async def run(
         self,
         segments: Iterable[str] | AsyncIterable[str],
-        sink: SegmentSink,
+        sink: AudioSink,
         total: Callable[[], int] | None = None,
     ) -> None:
         """Speak every segment, in order, into ``sink``.
@@ -193,7 +179,7 @@ class SegmentedSpeech:
             for segment in segments:
                 await self._guarded(segment, sink, total)
 
-    async def _guarded(self, segment: str, sink: SegmentSink, total: Callable[[], int] | None) -> None:
+    async def _guarded(self, segment: str, sink: AudioSink, total: Callable[[], int] | None) -> None:
         try:
             await self.speak(segment, sink)
         except SegmentsError:
@@ -203,7 +189,7 @@ class SegmentedSpeech:
                 raise
             raise SegmentsError(exc, self.metrics.segments, total() if total is not None else None) from exc
 
-    async def speak(self, segment: str, sink: SegmentSink) -> None:
+    async def speak(self, segment: str, sink: AudioSink) -> None:
         """Speak one segment into ``sink``, retrying while none of its audio reached a live sink.
 
         Raises:
@@ -325,7 +311,7 @@ def _ends_sentence(pending: str, max_chars: int) -> bool:
 _END = object()
 
 
-class _QueueSink:
+class _QueueSink(AudioSink):
     """A live sink that hands each chunk to the stream's reader (bounded: a slow reader slows the worker)."""
 
     live = True
@@ -339,6 +325,12 @@ class _QueueSink:
 
     async def rollback(self, nbytes: int) -> None:
         raise InvalidStateError("Audio handed to a stream's reader cannot be taken back.")
+
+    async def close(self) -> None:
+        """Nothing to finalize: the stream's worker puts its own end marker."""
+
+    async def abort(self) -> None:
+        """Nothing to discard: what was queued belongs to the reader."""
 
 
 class SynthesizeStream:
