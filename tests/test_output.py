@@ -5,9 +5,11 @@ import wave
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from alicloud_tts_realtime import InvalidRequestError
-from alicloud_tts_realtime.audio import decode_chunk, encode_chunk, wav_bytes
+from alicloud_tts_realtime.audio import decode_chunk, encode_chunk, encode_kept_chunk, wav_bytes
 from alicloud_tts_realtime.output import atomic_write, confined_path, new_audio_name, prepare_target
 
 
@@ -57,6 +59,12 @@ def test_chunk_codec_round_trip_and_odd_lengths() -> None:
         decode_chunk(encode_chunk(b"\x01\x02\x03"))
     with pytest.raises(Exception, match="base64"):
         decode_chunk("***")
+
+
+@given(st.binary(max_size=5000))
+def test_the_kept_chunk_encoding_is_plain_base64(pcm: bytes) -> None:
+    # Encoded piece by piece (pieces of 342 bytes, a multiple of 3): the same text as one b64encode.
+    assert encode_kept_chunk(pcm) == encode_chunk(pcm)
 
 
 @pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -87,6 +88,25 @@ async def test_rollback_drops_the_last_bytes_buffered_or_on_disk(tmp_path: Path,
     assert (read_wav(path)[1] if kind == "wav" else path.read_bytes()) == expected
     with pytest.raises(InvalidStateError):
         await WavFileSink(tmp_path / "y.wav", RATE).rollback(2)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_file_sink_holds_exactly_what_was_written_and_not_rolled_back(tmp_path: Path, seed: int) -> None:
+    # Writes of every size around the batch (small, crossing it, larger than it) mixed with rollbacks
+    # into the batch and onto the disk: the file is the model's bytes, in order.
+    rng = random.Random(seed)
+    sink, model = PcmFileSink(tmp_path / "x.pcm", RATE), bytearray()
+    for _ in range(60):
+        if model and rng.random() < 0.2:
+            nbytes = 2 * rng.randint(1, len(model) // 2)
+            await sink.rollback(nbytes)
+            del model[len(model) - nbytes :]
+        else:
+            pcm = rng.randbytes(2 * rng.choice([1, 100, 2400, FLUSH_BYTES // 4 + 1, FLUSH_BYTES // 2, FLUSH_BYTES]))
+            await sink.write(pcm)
+            model += pcm
+    await sink.close()
+    assert (tmp_path / "x.pcm").read_bytes() == model
 
 
 async def test_chunks_sink_rolls_back_whole_and_partial_chunks() -> None:
