@@ -8,7 +8,9 @@ hands back the whole audio must hold):
   ``"both"``. The offline engine keeps the emulator out of the measured process. The audio streams
   through sinks (:mod:`alicloud_tts_realtime.sinks`): a file sink holds at most one batch
   (``FLUSH_BYTES``), the chunks sink the base64 text (4/3 of the PCM). Targets (issue 11): ``file``
-  grows RSS by less than 10 MiB, ``chunks`` by less than 1.5x the PCM.
+  grows RSS by less than 10 MiB, ``chunks`` by less than 1.5x the PCM. The ``file``, ``chunks`` and
+  ``both`` cases are run again through the native ``realtime`` engine against an unpaced emulator in
+  another process (its synthetic signal, so a little less audio than eSpeak's).
 - **concurrency**: ``--sessions`` (default 20) simultaneous ``synthesize(output="chunks")`` calls
   through the native ``realtime`` engine and through the official-SDK ``sdk`` engine (the baseline),
   against an emulator running in *another* process (paced at rtf 0.2 so the sessions overlap), so
@@ -133,9 +135,9 @@ def measure(case: dict[str, Any], runs: int) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def emulator_process() -> Iterator[str]:
-    """The emulator in a process of its own (the CLI), paced so the sessions overlap; yields its URL."""
-    args = ["emulator", "--port", "0", "--audio", "signal", "--latency-ms", "100", "--rtf", "0.2"]
+def emulator_process(latency_ms: int = 100, rtf: float = 0.2) -> Iterator[str]:
+    """The emulator in a process of its own (the CLI), by default paced so sessions overlap; yields its URL."""
+    args = ["emulator", "--port", "0", "--audio", "signal", "--latency-ms", str(latency_ms), "--rtf", str(rtf)]
     command = [sys.executable, "-m", "alicloud_tts_realtime", *args]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True) as proc:
         try:
@@ -167,7 +169,12 @@ def run(sessions: int, runs: int, quick: bool, formats: list[str]) -> None:
         case = {"label": output, "engine": "offline", "text": long_text, "output": output, "sessions": 1, "format": fmt}
         label = f"output={output}" + (f", format={fmt}" if fmt else "")
         rows.append(mode_row(label, measure(case, runs)))
-    print_table(f"output mode: one long synthesis, offline engine; median of {runs} processes", HEADER, rows)
+    with emulator_process(latency_ms=0, rtf=0) as url:  # the same text through the native engine
+        for output in ("file", "chunks", "both"):
+            case = {"label": output, "engine": "realtime", "url": url, "text": long_text, "output": output}
+            rows.append(mode_row(f"output={output}, realtime", measure({**case, "sessions": 1}, runs)))
+    title = "output mode: one long synthesis, offline engine, then realtime (unpaced emulator in another process)"
+    print_table(f"{title}; median of {runs} processes", HEADER, rows)
 
     session_text = "Hello there." if quick else SESSION_TEXT
     results = {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alicloud_tts_realtime.playback import FilePlayback, PipePlayback, PlayerFinder
+from alicloud_tts_realtime.playback import START_WINDOW_S, FilePlayback, PipePlayback, PlayerFinder
 from fake_players import alive, install_fake_player, player_runs, until
 
 pytestmark = pytest.mark.anyio
@@ -91,6 +91,59 @@ async def test_a_player_that_fails_is_reported(tmp_path: Path) -> None:
     await playback.close()
     await asyncio.wait_for(playback.finished(), 5)
     assert playback.error is not None and "aplay exited with status 1" in playback.error
+
+
+async def test_a_player_that_cannot_start_hands_all_the_audio_to_the_next(tmp_path: Path) -> None:
+    # paplay with no PulseAudio server exits at once; aplay, found next, plays the audio from its start.
+    bin_dir, log = tmp_path / "bin", tmp_path / "log"
+    install_fake_player(bin_dir, log, name="aplay")
+    (bin_dir / "paplay").write_text("#!/bin/sh\necho 'Connection failure: Connection refused' >&2\nexit 1\n")
+    (bin_dir / "paplay").chmod(0o755)
+    playback = await PlayerFinder(str(bin_dir)).open(24000)
+    assert isinstance(playback, PipePlayback) and playback.player == "paplay"
+    await playback.start()
+    for chunk in chunks_of(PCM, 999):
+        await playback.write(chunk)
+        await asyncio.sleep(0.005)  # some chunks reach paplay before it is seen to have gone
+    await playback.close()
+    await asyncio.wait_for(playback.finished(), 10)
+    [run] = player_runs(log)
+    assert run.pcm == PCM and playback.player == "aplay" and playback.error is None
+    assert playback.bytes_played == len(PCM) and "S16_LE" in playback.argv
+
+
+async def test_a_player_that_fails_after_its_start_is_not_replaced(tmp_path: Path) -> None:
+    # Past START_WINDOW_S its audio may have been heard: no other player repeats it.
+    bin_dir, log = tmp_path / "bin", tmp_path / "log"
+    install_fake_player(bin_dir, log, name="aplay")
+    (bin_dir / "paplay").write_text("#!/bin/sh\nhead -c 100 > /dev/null\nsleep 0.8\nexit 1\n")
+    (bin_dir / "paplay").chmod(0o755)
+    playback = await PlayerFinder(str(bin_dir)).open(24000)
+    assert playback is not None
+    await playback.start()
+    await playback.write(PCM[:1000])
+    await asyncio.sleep(START_WINDOW_S + 0.1)
+    await playback.write(PCM[1000:])
+    await playback.close()
+    await asyncio.wait_for(playback.finished(), 10)
+    assert player_runs(log) == [] and playback.player == "paplay"
+    assert playback.error is not None and "paplay exited with status 1" in playback.error
+
+
+async def test_when_every_player_fails_the_error_names_each(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("paplay", "aplay"):
+        (bin_dir / name).write_text("#!/bin/sh\nexit 1\n")
+        (bin_dir / name).chmod(0o755)
+    playback = await PlayerFinder(str(bin_dir)).open(24000)
+    assert playback is not None
+    await playback.start()
+    await playback.write(PCM)
+    await playback.close()
+    await asyncio.wait_for(playback.finished(), 10)
+    assert playback.error is not None
+    assert "paplay exited with status 1" in playback.error and "aplay exited with status 1" in playback.error
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ A :class:`Playback` is an :class:`AudioSink` (live: what it got was heard and ca
 
 1. a command-line player that reads raw PCM16 mono on stdin (mode ``stream``): ``paplay``,
    ``pw-cat``, ``aplay``, ``ffplay`` (its rate and mono options probed once per finder) or SoX
-   ``play``: :class:`PipePlayback`;
+   ``play``: :class:`PipePlayback`, which falls through to the next one found when a player fails
+   at its start (no sound server, no device);
 2. PortAudio through ``sounddevice``, when the optional extra ``play`` is installed (mode
    ``stream``): :class:`PortAudioPlayback`;
 3. a file player (``afplay``, then the same players given a file) on the finished WAV (mode
@@ -35,6 +36,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -69,6 +71,10 @@ FILE_PLAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 NO_PLAYER = "no audio player found (install pulseaudio-utils, alsa-utils, ffmpeg or sox; or the 'play' extra)"
 # How long stop() lets a player end on SIGTERM before SIGKILL.
 STOP_GRACE_S = 1.0
+# A stdin player that exits with an error this soon after it started could not play here (paplay
+# with no PulseAudio server, aplay with no ALSA device): the next stdin player found gets the audio
+# from its start. A player that fails later may have been heard, and nothing is played twice.
+START_WINDOW_S = 0.5
 
 
 class Playback(AudioSink):
@@ -213,24 +219,69 @@ async def _end_process(process: asyncio.subprocess.Process) -> None:
 
 
 class PipePlayback(Playback):
-    """A command-line player fed raw PCM on its stdin (mode ``stream``)."""
+    """A command-line player fed raw PCM on its stdin (mode ``stream``).
 
-    def __init__(self, player: str, argv: tuple[str, ...], sample_rate: int) -> None:
+    ``fallbacks`` are the other stdin players found, tried in order when one fails at its start
+    (:data:`START_WINDOW_S`); ``player``, ``argv``, ``first_byte_at`` and ``bytes_played`` then
+    describe the one that plays. ``argv_for(name, path, rate)`` builds a fallback's command line
+    when it is needed (:meth:`PlayerFinder.open` passes its own).
+    """
+
+    def __init__(
+        self,
+        player: str,
+        argv: tuple[str, ...],
+        sample_rate: int,
+        *,
+        fallbacks: tuple[tuple[str, str], ...] = (),
+        argv_for: Callable[[str, str, int], Awaitable[tuple[str, ...]]] | None = None,
+    ) -> None:
         super().__init__(player, sample_rate)
         self.argv = argv
+        self.fallbacks = fallbacks if argv_for is not None else ()
+        self._argv_for = argv_for
 
     async def _run(self) -> None:
+        errors: list[str] = []
+        for index in range(len(self.fallbacks) + 1):
+            if index:
+                name, path = self.fallbacks[index - 1]
+                assert self._argv_for is not None
+                self.player, self.argv = name, await self._argv_for(name, path, self.sample_rate)
+            self.error = None
+            fed = await self._play(retain=index < len(self.fallbacks))
+            if fed is None or self.stopped:
+                if self.error and errors:  # the last one failed too: say why each did
+                    self.error = "; ".join([*errors, self.error])
+                return
+            errors.append(self.error or f"{self.player} failed")
+            logger.info("%s; trying %s", errors[-1], self.fallbacks[index][0])
+            self._buffer.extendleft(reversed(fed))  # the next player starts from the beginning
+            self.first_byte_at, self.bytes_played = None, 0
+
+    async def _play(self, *, retain: bool) -> list[bytes] | None:
+        """Feed the player; return what it was fed if it failed at its start (``retain``), else None."""
         try:
             process = await _start_process(self.argv, stdin=subprocess.PIPE)
         except OSError as exc:
             self.error = f"could not start {self.player}: {exc.strerror or type(exc).__name__}"
-            return
+            return [] if retain else None
         self._process = process
+        started = time.monotonic()
+        exited: list[float] = []
+        waiter = asyncio.ensure_future(process.wait())
+        waiter.add_done_callback(lambda _: exited.append(time.monotonic()))
+        fed: list[bytes] | None = [] if retain else None
         try:
             stdin = process.stdin
             assert stdin is not None
             try:
                 async for chunk in self._chunks():
+                    if fed is not None:  # kept until the player has outlived its start
+                        if process.returncode is None and time.monotonic() - started > START_WINDOW_S:
+                            fed = None
+                        else:
+                            fed.append(chunk)
                     if self.first_byte_at is None:
                         self.first_byte_at = time.monotonic()
                     stdin.write(chunk)
@@ -241,11 +292,15 @@ class PipePlayback(Playback):
                     await stdin.wait_closed()
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the player went away; its exit status says why
-            code = await process.wait()
+            code = await waiter
             if code and not self.stopped:
                 self.error = f"{self.player} exited with status {code} (the machine may have no audio device)"
                 logger.info("%s", self.error)
+                if fed is not None and exited and exited[0] - started <= START_WINDOW_S:
+                    return fed
+            return None
         finally:
+            waiter.cancel()
             await _end_process(process)
 
 
@@ -354,10 +409,12 @@ class PlayerFinder:
 
     async def open(self, sample_rate: int) -> Playback | None:
         """A new, not yet started playback for ``sample_rate`` Hz, or None when there is no player."""
-        for name in STREAM_PLAYERS:
-            found = shutil.which(name, path=self._search_path)
-            if found:
-                return PipePlayback(name, await self._stream_argv(name, found, sample_rate), sample_rate)
+        stdin_players = [(name, shutil.which(name, path=self._search_path)) for name in STREAM_PLAYERS]
+        usable = tuple((name, path) for name, path in stdin_players if path)
+        if usable:
+            (name, path), fallbacks = usable[0], usable[1:]
+            argv = await self._stream_argv(name, path, sample_rate)
+            return PipePlayback(name, argv, sample_rate, fallbacks=fallbacks, argv_for=self._stream_argv)
         portaudio = self._portaudio
         if portaudio is None:
             portaudio = importlib.util.find_spec("sounddevice") is not None
