@@ -2,7 +2,6 @@
 
 No timing or memory assertions: figures belong in ``benchmarks/README.md``, not in tests (house
 rule: "Measure what you claim"). The scripts run in parallel, which keeps this module to about
-ten seconds; they only print, so they do not disturb one another beyond their timings.
 thirty seconds; they only print, so they do not disturb one another beyond their timings.
 """
 
@@ -53,7 +52,7 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "memory.py": (
         ["--runs", "1", "--quick"],
-        ["### output mode", "traced peak MiB", "RSS growth MiB", "| output=both", "| sdk x3", "each extra session"],
+        ["### output mode", "traced peak MiB", "RSS growth MiB", "| output=both", "| output=chunks, realtime", "| sdk x3", "each extra session"],
     ),
 }
 _ENV_DROPPED = ("DASHSCOPE_", "ALIBABA_CLOUD_", "ALICLOUD_", "OUTPUT_DIR", "TTS_MCP_")
