@@ -25,7 +25,7 @@ from alicloud_tts_realtime.emulator.core import billed_characters
 from alicloud_tts_realtime.emulator.signal import SpeechSignal
 from alicloud_tts_realtime.engines.offline import OfflineEngine
 from alicloud_tts_realtime.engines.realtime import RealtimeEngine
-from alicloud_tts_realtime.errors import ConnectionFailedError
+from alicloud_tts_realtime.errors import ConnectionFailedError, ServiceError
 from alicloud_tts_realtime.segment import split_text
 from alicloud_tts_realtime.service import RetryOptions, synthesize
 from alicloud_tts_realtime.settings import Settings
@@ -142,6 +142,44 @@ async def test_a_service_that_rejects_early_commits_is_never_sent_one(emulator: 
     segments = split_text(text, 300)
     assert response.segments == len(segments) and emulator.stats.rejected_commits == 0
     assert read_pcm(tmp_path / "a.wav") == signal_of(segments)
+
+
+LONG_SENTENCE = " ".join(f"word{i}" for i in range(35)) + " end of the long sentence."  # 260 characters, no clause mark
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", max_commit_chars=100)])
+async def test_a_service_limit_below_the_segment_size_is_learned_and_met(emulator: Emulator, tmp_path: Path) -> None:
+    # The service refuses 260 characters, then the first half (at most 130): the refused text is
+    # spoken in pieces of at most half of that, the next long sentence is cut to that size before it
+    # is sent, and a live consumer hears every accepted commit once, in order.
+    text = f"{LONG_SENTENCE} Short one. {LONG_SENTENCE}"
+    heard: list[bytes] = []
+
+    async def on_chunk(chunk: AudioChunk) -> None:
+        heard.append(chunk.pcm)
+
+    request = build_request(text=text, voice="Cherry", sample_rate=RATE)
+    async with RealtimeEngine(settings_for(emulator)) as engine:
+        response = await synthesize(request, engine, output="file", path=tmp_path / "l.wav", on_chunk=on_chunk)
+    appended = [t for connection in committed_texts(emulator) for t in connection]
+    accepted = [t for t in appended if len(t) <= 100]
+    half = split_text(LONG_SENTENCE, len(LONG_SENTENCE) // 2)[0]
+    assert [t for t in appended if len(t) > 100] == [LONG_SENTENCE, half]  # refused, once each
+    assert emulator.stats.rejected_commits == 2 and max(map(len, accepted)) <= len(half) // 2
+    assert " ".join(accepted).split() == text.split()  # every word once, in order
+    assert response.segments == len(accepted) and response.characters == sum(map(billed_characters, accepted))
+    assert read_pcm(tmp_path / "l.wav") == b"".join(heard) == signal_of(accepted)
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", max_commit_chars=10)])
+async def test_a_refusal_that_cutting_does_not_cure_is_the_services_error(emulator: Emulator) -> None:
+    request = build_request(text=LONG_SENTENCE, voice="Cherry", sample_rate=RATE)
+    async with RealtimeEngine(settings_for(emulator)) as engine:
+        with pytest.raises(ServiceError, match="Text is too long"):
+            await synthesize(request, engine)
+    # 260 characters, then at most 130, 65 and 32 were refused; a piece under twice MIN_SPLIT_CHARS
+    # is not cut again, so it stops there.
+    assert emulator.stats.rejected_commits == 4 and emulator.stats.commits == 0
 
 
 @pytest.mark.parametrize(

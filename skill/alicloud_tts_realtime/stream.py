@@ -17,6 +17,13 @@ Retry per segment, never speaking twice:
 - segments already completed are never redone;
 - when no retry is possible, the error says how many segments completed (:class:`SegmentsError`).
 
+The service's per-commit length limit is not documented (protocol document §11.10). When the
+service refuses a segment's text as a request error before any of its audio (the emulator's
+``--max-commit-chars``), the segment is spoken in pieces of at most half its length instead, cut
+like any over-long segment, and later segments of the call are cut to that size before they are
+sent. Nothing was spoken of the refused text, so nothing is spoken twice; below
+:data:`MIN_SPLIT_CHARS` the service's error stands.
+
 :class:`SynthesizeStream` is the incremental face: ``push_text()`` pieces of text, ``flush()``,
 ``end_input()``, and iterate the audio chunks; a :class:`~.segment.Segmenter` hands each sentence to
 the worker as soon as it is complete, so the first sentence is spoken while the rest is being written.
@@ -33,9 +40,9 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from .errors import InvalidStateError, NoAudioError, OutputError, TTSError
+from .errors import InvalidStateError, NoAudioError, OutputError, ServiceError, TTSError
 from .models import AudioChunk, FinishReason, SpeechRequest, SynthesisOutcome
-from .segment import DEFAULT_MAX_CHARS, Segmenter
+from .segment import DEFAULT_MAX_CHARS, Segmenter, split_text
 from .sinks import AudioSink
 
 if TYPE_CHECKING:
@@ -52,6 +59,9 @@ __all__ = [
     "segments_of",
     "voice_options",
 ]
+
+MIN_SPLIT_CHARS = 20
+"""A refused segment shorter than this is not cut further: the refusal is not about its length."""
 
 STREAM_TEXT = "Text arrives later."
 """The placeholder text of a request that only carries voice options (it is never spoken)."""
@@ -159,6 +169,7 @@ class SegmentedSpeech:
         self.request = request
         self.retry = retry or RetryOptions()
         self.metrics = SpeechMetrics()
+        self.commit_limit: int | None = None  # learned from a refused commit (see the module docs)
 
     async def run(
         self,
@@ -192,9 +203,29 @@ class SegmentedSpeech:
     async def speak(self, segment: str, sink: AudioSink) -> None:
         """Speak one segment into ``sink``, retrying while none of its audio reached a live sink.
 
+        A segment the service refuses before any audio is spoken in shorter pieces (module docs).
+
         Raises:
             TTSError: The segment failed and could not be retried.
         """
+        if self.commit_limit is not None and len(segment) > self.commit_limit:
+            for piece in split_text(segment, self.commit_limit):
+                await self.speak(piece, sink)
+            return
+        try:
+            await self._speak_once(segment, sink)
+        except _Refused as refused:
+            self.commit_limit = len(segment) // 2
+            logger.warning(
+                "the service refused a segment of %d characters (%s); speaking it in pieces of at most %d",
+                len(segment),
+                refused.error,
+                self.commit_limit,
+            )
+            for piece in split_text(segment, self.commit_limit):
+                await self.speak(piece, sink)  # a piece too short to cut again raises the service's error
+
+    async def _speak_once(self, segment: str, sink: AudioSink) -> None:
         request = self.request.model_copy(update={"text": segment})
         metrics = self.metrics
         attempt = 0
@@ -221,6 +252,8 @@ class SegmentedSpeech:
             except TTSError as exc:
                 local = isinstance(exc, (OutputError, InvalidStateError))  # a sink's failure: not the service's
                 final = not exc.retryable or not self.engine.retry_whole or attempt >= self.retry.max_retries
+                if _refused_text(exc) and not written and len(segment) >= 2 * MIN_SPLIT_CHARS:
+                    raise _Refused(exc) from exc
                 if local or final or (written and sink.live):
                     raise
                 if written:
@@ -240,6 +273,19 @@ class SegmentedSpeech:
         metrics.outcomes.append(outcome)
         if outcome.characters is not None:
             metrics.characters = (metrics.characters or 0) + outcome.characters
+
+
+def _refused_text(exc: TTSError) -> bool:
+    """The service refused the request as such (not a fault, a throttle, a key or the network)."""
+    return type(exc) is ServiceError and not exc.retryable and exc.error_type != "server_error"
+
+
+class _Refused(Exception):  # a signal inside SegmentedSpeech, never raised out of it
+    """A segment's text was refused before any of its audio: :meth:`SegmentedSpeech.speak` cuts it."""
+
+    def __init__(self, error: TTSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 _PIECE_CHARS = 1000  # a whole text is segmented this much at a time: the first segment is ready at once
