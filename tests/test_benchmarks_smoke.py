@@ -52,7 +52,15 @@ CASES: dict[str, tuple[list[str], list[str]]] = {
     ),
     "memory.py": (
         ["--runs", "1", "--quick"],
-        ["### output mode", "traced peak MiB", "RSS growth MiB", "| output=both", "| output=chunks, realtime", "| sdk x3", "each extra session"],
+        [
+            "### output mode",
+            "traced peak MiB",
+            "RSS growth MiB",
+            "| output=both",
+            "| output=chunks, realtime",
+            "| sdk x3",
+            "each extra session",
+        ],
     ),
 }
 _ENV_DROPPED = ("DASHSCOPE_", "ALIBABA_CLOUD_", "ALICLOUD_", "OUTPUT_DIR", "TTS_MCP_")
