@@ -29,7 +29,7 @@ from alicloud_tts_realtime.errors import ConnectionFailedError, ServiceError
 from alicloud_tts_realtime.segment import split_text
 from alicloud_tts_realtime.service import RetryOptions, synthesize
 from alicloud_tts_realtime.settings import Settings
-from alicloud_tts_realtime.stream import SegmentsError, voice_options
+from alicloud_tts_realtime.stream import IDLE_FLUSH_S, SegmentsError, voice_options
 
 pytestmark = pytest.mark.anyio
 
@@ -310,6 +310,45 @@ async def test_a_stream_speaks_pushed_text_in_order(emulator: Emulator) -> None:
     segments = ["Hello there.", "How are you?", "Fine thanks"]
     assert bytes(audio) == signal_of(segments) and committed_texts(emulator) == [segments]
     assert stream.metrics.segments == 3 and stream.metrics.characters == sum(len(s) for s in segments)
+
+
+@pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", idle_close_s=0.2)])
+async def test_a_stream_outlives_a_service_that_closes_idle_connections(emulator: Emulator) -> None:
+    # An LLM pauses after a sentence, longer than the service's idle timeout: the sentence is spoken
+    # after IDLE_FLUSH_S without waiting for the next word, and the next one goes out on a new socket.
+    request = voice_options(voice="Cherry", sample_rate=RATE)
+    async with RealtimeEngine(settings_for(emulator)) as engine, engine.open_stream(request) as stream:
+
+        async def feed() -> None:
+            stream.push_text("First things")
+            stream.push_text(" first. ")
+            await anyio.sleep(IDLE_FLUSH_S + 0.5)
+            assert emulator.stats.responses == 1  # spoken during the pause
+            stream.push_text("Then the rest.")
+            stream.end_input()
+
+        audio = bytearray()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(feed)
+            async for chunk in stream:
+                audio += chunk.pcm
+    segments = ["First things first.", "Then the rest."]
+    assert bytes(audio) == signal_of(segments) and committed_texts(emulator) == [segments[:1], segments[1:]]
+    assert stream.metrics.retries == 0  # the closed socket was noticed before anything was sent on it
+
+
+async def test_a_pause_inside_a_sentence_does_not_cut_it(emulator: Emulator) -> None:
+    # "Dr." and an unpunctuated clause do not look finished: the pause is waited out.
+    request = voice_options(voice="Cherry", sample_rate=RATE)
+    async with RealtimeEngine(settings_for(emulator)) as engine, engine.open_stream(request) as stream:
+        for piece in ("I met Dr.", " Smith and his", " sister today."):
+            stream.push_text(piece)
+            await anyio.sleep(IDLE_FLUSH_S + 0.1)
+        assert emulator.stats.commits == 1  # the whole sentence, once it looked finished
+        stream.end_input()
+        async for _ in stream:
+            pass
+    assert committed_texts(emulator) == [["I met Dr. Smith and his sister today."]]
 
 
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=1.0)])

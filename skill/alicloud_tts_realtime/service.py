@@ -27,14 +27,11 @@ from .models import AudioChunk, SpeechRequest, SpeechResponse
 from .output import new_audio_name, prepare_target
 from .segment import DEFAULT_MAX_CHARS, split_text
 from .sinks import AudioSink, CallbackSink, ChunksSink, FileSink, TeeSink, WavFileSink, open_file_sink
-from .stream import SegmentedSpeech, segments_from, segments_of
+from .stream import IDLE_FLUSH_S, SegmentedSpeech, segments_from, segments_of
 
 __all__ = ["OutputMode", "RetryOptions", "synthesize"]
 
 logger = logging.getLogger(__name__)
-
-IDLE_FLUSH_S = 0.5
-"""Incremental text (``text_pieces``): a finished-looking sentence is spoken after this long without input."""
 
 OutputMode = Literal["chunks", "file", "both"]
 ChunkCallback = Callable[[AudioChunk], Awaitable[None]]

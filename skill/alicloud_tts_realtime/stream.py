@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from .service import RetryOptions
 
 __all__ = [
+    "IDLE_FLUSH_S",
     "STREAM_TEXT",
     "SegmentedSpeech",
     "SegmentsError",
@@ -59,6 +60,9 @@ __all__ = [
     "segments_of",
     "voice_options",
 ]
+
+IDLE_FLUSH_S = 0.5
+"""Incremental text: a sentence that looks finished is spoken once no more text came for this long."""
 
 MIN_SPLIT_CHARS = 20
 """A refused segment shorter than this is not cut further: the refusal is not about its length."""
@@ -393,6 +397,10 @@ class SynthesizeStream:
         request: A resolved request (voice, model, format); its text is not spoken.
         max_segment_chars: Longest segment (``DASHSCOPE_MAX_SEGMENT_CHARS``).
         retry: Per-segment retry policy.
+        idle_flush_s: A Latin sentence end is certain only once the next word arrives; a pending
+            sentence that looks finished is spoken once no text was pushed for this long (an LLM
+            that pauses after a sentence is heard without waiting for its next word). None: only
+            the next word, :meth:`flush` or :meth:`end_input` release it.
     """
 
     def __init__(
@@ -402,8 +410,12 @@ class SynthesizeStream:
         *,
         max_segment_chars: int = DEFAULT_MAX_CHARS,
         retry: RetryOptions | None = None,
+        idle_flush_s: float | None = IDLE_FLUSH_S,
     ) -> None:
         self._speech = SegmentedSpeech(engine, request, retry)
+        self._max_chars = max_segment_chars
+        self._idle_flush_s = idle_flush_s
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._segmenter = Segmenter(max_segment_chars)
         self._segments: asyncio.Queue[str | object] = asyncio.Queue()
         self._audio: asyncio.Queue[AudioChunk | BaseException | object] = asyncio.Queue(maxsize=64)
@@ -429,20 +441,35 @@ class SynthesizeStream:
         """
         self._check_input()
         self._queue(self._segmenter.push(text))
+        self._disarm()
+        if self._idle_flush_s is not None and _ends_sentence(self._segmenter.pending, self._max_chars):
+            self._idle_timer = asyncio.get_running_loop().call_later(self._idle_flush_s, self._idle_flush)
 
     def flush(self) -> None:
         """Speak what is buffered now, even an unfinished sentence."""
         self._check_input()
+        self._disarm()
         self._queue(self._segmenter.flush())
 
     def end_input(self) -> None:
         """No more text: the rest is spoken, then the iteration ends. Idempotent."""
         if self._ended:
             return
+        self._disarm()
         self._queue(self._segmenter.flush())
         self._ended = True
         self._segments.put_nowait(_END)
         self._start()
+
+    def _idle_flush(self) -> None:
+        self._idle_timer = None
+        if not self._ended:
+            self._queue(self._segmenter.flush())
+
+    def _disarm(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
 
     def _check_input(self) -> None:
         if self._ended:
@@ -498,6 +525,7 @@ class SynthesizeStream:
 
     async def aclose(self) -> None:
         """Stop everything: the input ends, the synthesis in progress stops and its socket closes. Idempotent."""
+        self._disarm()
         self._ended = True
         self._finished = True
         worker, self._worker = self._worker, None

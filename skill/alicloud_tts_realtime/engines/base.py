@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar
 
 from ..models import AudioChunk, SpeechRequest, SynthesisOutcome
+from ..stream import IDLE_FLUSH_S
 
 if TYPE_CHECKING:
     from ..service import RetryOptions
@@ -66,7 +67,12 @@ class Engine(abc.ABC):
         return False
 
     def open_stream(
-        self, request: SpeechRequest, *, max_segment_chars: int | None = None, retry: RetryOptions | None = None
+        self,
+        request: SpeechRequest,
+        *,
+        max_segment_chars: int | None = None,
+        retry: RetryOptions | None = None,
+        idle_flush_s: float | None = IDLE_FLUSH_S,
     ) -> SynthesizeStream:
         """A :class:`~..stream.SynthesizeStream` for text that arrives in pieces, spoken with ``request``'s voice.
 
@@ -79,6 +85,8 @@ class Engine(abc.ABC):
                 has is not spoken); it is resolved here, before anything is sent.
             max_segment_chars: Longest segment; default 300 (``DASHSCOPE_MAX_SEGMENT_CHARS``).
             retry: Per-segment retry policy.
+            idle_flush_s: A sentence that looks finished is spoken once no text was pushed for
+                this long (:data:`~..stream.IDLE_FLUSH_S`); None waits for the next word.
 
         Raises:
             InvalidRequestError: The request does not fit its model.
@@ -87,7 +95,11 @@ class Engine(abc.ABC):
         from ..stream import SynthesizeStream
 
         return SynthesizeStream(
-            self, request.resolved(), max_segment_chars=max_segment_chars or DEFAULT_MAX_CHARS, retry=retry
+            self,
+            request.resolved(),
+            max_segment_chars=max_segment_chars or DEFAULT_MAX_CHARS,
+            retry=retry,
+            idle_flush_s=idle_flush_s,
         )
 
     async def aclose(self) -> None:
