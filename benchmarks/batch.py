@@ -38,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from _report import print_table, ratio, versions
@@ -46,10 +46,12 @@ from pydantic import SecretStr
 
 from alicloud_tts_realtime import Settings
 from alicloud_tts_realtime.batch import BatchItem, synthesize_batch
-from alicloud_tts_realtime.engines.base import Engine, StreamItem
+from alicloud_tts_realtime.engines.base import Engine
 from alicloud_tts_realtime.engines.realtime import RealtimeEngine
-from alicloud_tts_realtime.models import SpeechRequest
 from alicloud_tts_realtime.service import synthesize
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from timed_engine import TimedEngine
 
 KEY = "sk-emulator"
 TEXTS = ("Good morning.", "Item number {n}.", "A short line to say.", "Hello there.", "Thanks, and goodbye.")
@@ -81,23 +83,6 @@ def items(count: int, prefix: str = "item") -> list[BatchItem]:
 
 def engine_for(url: str) -> RealtimeEngine:
     return RealtimeEngine(Settings(api_key=SecretStr(KEY), key_source="benchmark", realtime_url=url))
-
-
-class TimedEngine(Engine):
-    """Passes every utterance to ``inner`` and notes when it starts (after the batch's pacer)."""
-
-    name = "realtime"
-    capabilities = RealtimeEngine.capabilities
-
-    def __init__(self, inner: Engine) -> None:
-        self.inner = inner
-        self.starts: list[float] = []
-
-    async def stream(self, request: SpeechRequest) -> AsyncIterator[StreamItem]:
-        self.starts.append(time.monotonic())
-        async with contextlib.aclosing(self.inner.stream(request)) as stream:  # type: ignore[type-var]
-            async for item in stream:
-                yield item
 
 
 # --- throughput --------------------------------------------------------------------------------

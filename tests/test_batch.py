@@ -16,7 +16,6 @@ import signal
 import sys
 import time
 import wave
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +34,13 @@ from alicloud_tts_realtime.batch import (
     synthesize_batch,
 )
 from alicloud_tts_realtime.emulator import Emulator, EmulatorConfig, Fault, serve_emulator
-from alicloud_tts_realtime.engines.base import Engine, StreamItem
 from alicloud_tts_realtime.engines.offline import OfflineEngine
 from alicloud_tts_realtime.engines.realtime import RealtimeEngine
 from alicloud_tts_realtime.errors import ConfigurationError, InvalidInputError, InvalidRequestError
-from alicloud_tts_realtime.models import SpeechRequest
 from alicloud_tts_realtime.progress import progress_line, show_progress
 from alicloud_tts_realtime.service import RetryOptions
 from alicloud_tts_realtime.settings import Settings
+from timed_engine import TimedEngine
 
 pytestmark = pytest.mark.anyio
 
@@ -398,23 +396,6 @@ async def test_rpm_spaces_session_starts() -> None:
     starts = await asyncio.gather(*(pacer.permit() for _ in range(5)))
     gaps = [b - a for a, b in zip(sorted(starts), sorted(starts)[1:], strict=False)]
     assert all(gap >= 0.099 for gap in gaps), gaps
-
-
-class TimedEngine(Engine):
-    """Passes every utterance to ``inner``, noting when each one starts (after the batch's pacer)."""
-
-    name = "realtime"
-    capabilities = RealtimeEngine.capabilities
-
-    def __init__(self, inner: Engine) -> None:
-        self.inner = inner
-        self.starts: list[float] = []
-
-    async def stream(self, request: SpeechRequest) -> AsyncIterator[StreamItem]:
-        self.starts.append(time.monotonic())
-        async with contextlib.aclosing(self.inner.stream(request)) as stream:  # type: ignore[type-var]
-            async for item in stream:
-                yield item
 
 
 async def test_a_throttle_pauses_the_whole_batch(tmp_path: Path) -> None:
