@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
+import sys
 import wave
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from alicloud_tts_realtime.playback import START_WINDOW_S, FilePlayback, PipePlayback, PlayerFinder
+from alicloud_tts_realtime.playback import START_WINDOW_S, FilePlayback, PipePlayback, PlayerFinder, PortAudioPlayback
 from fake_players import alive, install_fake_player, player_runs, until
 
 pytestmark = pytest.mark.anyio
 
 PCM = bytes(range(256)) * 40  # 10 kB of whole samples, easy to check for order
+FAKES = Path(__file__).resolve().parent / "fakes"  # a fake sounddevice module (PortAudio)
 
 
 def chunks_of(data: bytes, size: int) -> list[bytes]:
@@ -203,3 +207,42 @@ async def test_a_file_player_gets_the_finished_wav(tmp_path: Path) -> None:
     with wave.open(str(copy), "rb") as wav:
         assert wav.getframerate() == 16000 and wav.readframes(wav.getnframes()) == PCM
     assert playback.error is None and not list(Path(os.environ.get("TMPDIR", "/tmp")).glob(f"tts-play-*{os.getpid()}"))
+
+
+@pytest.fixture
+def fake_sounddevice(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.syspath_prepend(str(FAKES))
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    import sounddevice  # type: ignore[import-not-found,unused-ignore]
+
+    yield sounddevice
+    sys.modules.pop("sounddevice", None)
+
+
+async def test_portaudio_plays_every_byte_in_order_from_its_callback(tmp_path: Path, fake_sounddevice: Any) -> None:
+    playback = await PlayerFinder(str(tmp_path / "empty")).open(24000)  # no stdin player; the module is found
+    assert isinstance(playback, PortAudioPlayback) and (playback.player, playback.mode) == ("sounddevice", "stream")
+    await playback.start()
+    first, second = PCM[:5000], PCM[5000:]
+    for chunk in chunks_of(first, 999):  # blocks of 960 bytes are pulled: chunks are cut and joined
+        await playback.write(chunk)
+    await asyncio.sleep(0.05)  # the device runs dry meanwhile: silence, then the rest
+    await playback.write(second)
+    await playback.close()
+    await asyncio.wait_for(playback.finished(), 10)
+    [stream] = fake_sounddevice.streams
+    played = bytes(stream.played)
+    assert played.index(first) < played.index(second, played.index(first) + len(first))
+    assert playback.bytes_played == len(PCM) and playback.error is None and playback.first_byte_at is not None
+    assert stream.samplerate == 24000 and stream.stopped and stream.closed
+
+
+async def test_stopping_portaudio_ends_its_stream_at_once(tmp_path: Path, fake_sounddevice: Any) -> None:
+    playback = await PlayerFinder(str(tmp_path / "empty")).open(16000)
+    assert isinstance(playback, PortAudioPlayback)
+    await playback.start()
+    await playback.write(os.urandom(16000 * 2 * 60))  # a minute of audio, far more than plays before stop
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(playback.stop(), 2)
+    [stream] = fake_sounddevice.streams
+    assert playback.done and stream.stopped and stream.closed and len(stream.played) < 16000 * 2 * 60
