@@ -83,6 +83,8 @@ def test_client_events_match_the_sdk_shape() -> None:
 
 
 def test_ids_are_unique_base62() -> None:
-    ids = {p.new_id("resp") for _ in range(200)}
-    assert len(ids) == 200
-    assert all(i.startswith("resp_") and i[5:].isalnum() and len(i) == 26 for i in ids)
+    ids = {p.new_id("resp") for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(i.startswith("resp_") and i[5:].isascii() and i[5:].isalnum() and len(i) == 26 for i in ids)
+    # Every digit of every position is drawn: all 62 characters appear at the first and the last place.
+    assert len({i[5] for i in ids}) == len({i[-1] for i in ids}) == 62
