@@ -607,7 +607,8 @@ class RealtimeConnection:
                     frame = await self._ws.recv()
                     event = p.parse_server_event(frame)
                     # Event types only, never audio or the key; quoted: an unknown type is the service's text.
-                    logger.debug("received %s", excerpt(event.type))
+                    if logger.isEnabledFor(logging.DEBUG):  # quoting every delta's type would cost 30 µs each
+                        logger.debug("received %s", excerpt(event.type))
                     self._route(self.session.receive(event))
                     if self.session.state is SessionState.CLOSED:
                         break
