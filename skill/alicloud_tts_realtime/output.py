@@ -97,21 +97,40 @@ def confined_path(directory: Path, filename: str, extension: str = ".wav") -> Pa
             "that file systems take; use a shorter name.",
             field="filename",
         )
+    loop = InvalidRequestError(
+        f"filename {shown} runs into a symbolic link loop in the output directory; choose another name.",
+        field="filename",
+    )
     try:
         target = (base / candidate).resolve()
+        _stat_links(base, candidate)  # Python 3.13's resolve() returns a loop's path instead of raising
     except (RuntimeError, OSError) as exc:  # Python < 3.13 raises RuntimeError for a loop
         if isinstance(exc, OSError) and exc.errno != errno.ELOOP:
             raise InvalidRequestError(
                 f"filename {shown} cannot be used in the output directory: {exc.strerror or type(exc).__name__}.",
                 field="filename",
             ) from None
-        raise InvalidRequestError(
-            f"filename {shown} runs into a symbolic link loop in the output directory; choose another name.",
-            field="filename",
-        ) from None
+        raise loop from None
     if not target.is_relative_to(base):
         raise InvalidRequestError(f"filename {shown} resolves outside the output directory.", field="filename")
     return target
+
+
+def _stat_links(base: Path, candidate: Path) -> None:
+    """Follow every symlink on the way from ``base`` down ``candidate``; a loop raises ``ELOOP``.
+
+    A dangling link is left to the caller (it resolves inside or outside the directory like any).
+    """
+    path = base
+    for part in candidate.parts:
+        path = path / part
+        if path.is_symlink():
+            try:
+                os.stat(path)
+            except FileNotFoundError:
+                return
+        elif not path.exists():
+            return  # nothing further down exists yet
 
 
 def part_path(path: Path) -> Path:
