@@ -351,6 +351,24 @@ async def test_a_pause_inside_a_sentence_does_not_cut_it(emulator: Emulator) -> 
     assert committed_texts(emulator) == [["I met Dr. Smith and his sister today."]]
 
 
+async def test_flush_speaks_an_unfinished_sentence_at_once(emulator: Emulator) -> None:
+    request = voice_options(voice="Cherry", sample_rate=RATE)
+    async with RealtimeEngine(settings_for(emulator)) as engine, engine.open_stream(request) as stream:
+        stream.push_text("Hello there")
+        stream.flush()
+        with anyio.fail_after(IDLE_FLUSH_S):  # no pause rule for a clause: only the flush sends it
+            while emulator.stats.commits < 1:
+                await anyio.sleep(0.01)
+        stream.push_text("and goodbye.")
+        stream.end_input()
+        async for _ in stream:
+            pass
+    assert committed_texts(emulator) == [["Hello there", "and goodbye."]] and stream.committed == [
+        "Hello there",
+        "and goodbye.",
+    ]
+
+
 @pytest.mark.parametrize("emulator_config", [EmulatorConfig(audio="signal", rtf=1.0)])
 async def test_closing_a_stream_stops_the_synthesis_and_its_socket(emulator: Emulator) -> None:
     request = voice_options(voice="Cherry", sample_rate=RATE)

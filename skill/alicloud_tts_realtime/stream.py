@@ -25,8 +25,10 @@ sent. Nothing was spoken of the refused text, so nothing is spoken twice; below
 :data:`MIN_SPLIT_CHARS` the service's error stands.
 
 :class:`SynthesizeStream` is the incremental face: ``push_text()`` pieces of text, ``flush()``,
-``end_input()``, and iterate the audio chunks; a :class:`~.segment.Segmenter` hands each sentence to
-the worker as soon as it is complete, so the first sentence is spoken while the rest is being written.
+``end_input()``, and iterate the audio chunks. Its worker cuts the pieces with :func:`segments_from`,
+the same function ``speak -`` uses, which hands each sentence on as soon as it is complete (or once
+it looks finished and the writer paused), so the first sentence is spoken while the rest is being
+written.
 """
 
 from __future__ import annotations
@@ -307,8 +309,15 @@ def segments_of(text: str, max_chars: int = DEFAULT_MAX_CHARS) -> Iterator[str]:
     yield from segmenter.flush()
 
 
+class _Flush:
+    """The piece that asks :func:`segments_from` for what is buffered now (:meth:`SynthesizeStream.flush`)."""
+
+
+_FLUSH = _Flush()
+
+
 async def segments_from(
-    pieces: AsyncIterable[str], max_chars: int = DEFAULT_MAX_CHARS, *, idle_flush_s: float | None = None
+    pieces: AsyncIterable[str | _Flush], max_chars: int = DEFAULT_MAX_CHARS, *, idle_flush_s: float | None = None
 ) -> AsyncIterator[str]:
     """Segments of a text that arrives in ``pieces``, each yielded as soon as it is complete; the end flushes.
 
@@ -319,7 +328,7 @@ async def segments_from(
     """
     segmenter = Segmenter(max_chars)
     iterator = aiter(pieces)
-    waiting: asyncio.Future[str] | None = None
+    waiting: asyncio.Future[str | _Flush] | None = None
     try:
         while True:
             if waiting is None:
@@ -337,7 +346,7 @@ async def segments_from(
                 piece = future.result()
             except StopAsyncIteration:
                 break
-            for segment in segmenter.push(piece):
+            for segment in segmenter.flush() if isinstance(piece, _Flush) else segmenter.push(piece):
                 yield segment
     finally:
         if waiting is not None:
@@ -415,9 +424,8 @@ class SynthesizeStream:
         self._speech = SegmentedSpeech(engine, request, retry)
         self._max_chars = max_segment_chars
         self._idle_flush_s = idle_flush_s
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._segmenter = Segmenter(max_segment_chars)
-        self._segments: asyncio.Queue[str | object] = asyncio.Queue()
+        # The text as pushed, cut by the worker (segments_from: sentences, the pause rule, flushes).
+        self._pieces: asyncio.Queue[str | _Flush | object] = asyncio.Queue()
         self._audio: asyncio.Queue[AudioChunk | BaseException | object] = asyncio.Queue(maxsize=64)
         self._sink = _QueueSink(self._audio, request.sample_rate)
         self._worker: asyncio.Task[None] | None = None
@@ -440,57 +448,37 @@ class SynthesizeStream:
             InvalidStateError: After :meth:`end_input` or :meth:`aclose`.
         """
         self._check_input()
-        self._queue(self._segmenter.push(text))
-        self._disarm()
-        if self._idle_flush_s is not None and _ends_sentence(self._segmenter.pending, self._max_chars):
-            self._idle_timer = asyncio.get_running_loop().call_later(self._idle_flush_s, self._idle_flush)
+        self._queue(text)
 
     def flush(self) -> None:
         """Speak what is buffered now, even an unfinished sentence."""
         self._check_input()
-        self._disarm()
-        self._queue(self._segmenter.flush())
+        self._queue(_FLUSH)
 
     def end_input(self) -> None:
         """No more text: the rest is spoken, then the iteration ends. Idempotent."""
         if self._ended:
             return
-        self._disarm()
-        self._queue(self._segmenter.flush())
         self._ended = True
-        self._segments.put_nowait(_END)
-        self._start()
-
-    def _idle_flush(self) -> None:
-        self._idle_timer = None
-        if not self._ended:
-            self._queue(self._segmenter.flush())
-
-    def _disarm(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        self._queue(_END)
 
     def _check_input(self) -> None:
         if self._ended:
             raise InvalidStateError("The stream's input has ended; open a new stream for more text.")
 
-    def _queue(self, segments: list[str]) -> None:
-        for segment in segments:
-            self._segments.put_nowait(segment)
-        if segments:
-            self._start()
-
-    def _start(self) -> None:
+    def _queue(self, piece: str | _Flush | object) -> None:
+        self._pieces.put_nowait(piece)
         if self._worker is None:
             self._worker = asyncio.get_running_loop().create_task(self._work(), name="synthesize stream")
 
+    async def _next_pieces(self) -> AsyncIterator[str | _Flush]:
+        while (piece := await self._pieces.get()) is not _END:
+            assert isinstance(piece, (str, _Flush))
+            yield piece
+
     async def _next_segments(self) -> AsyncIterator[str]:
-        while True:
-            segment = await self._segments.get()
-            if segment is _END:
-                return
-            assert isinstance(segment, str)
+        pieces = self._next_pieces()
+        async for segment in segments_from(pieces, self._max_chars, idle_flush_s=self._idle_flush_s):
             self.committed.append(segment)
             yield segment
 
@@ -525,7 +513,6 @@ class SynthesizeStream:
 
     async def aclose(self) -> None:
         """Stop everything: the input ends, the synthesis in progress stops and its socket closes. Idempotent."""
-        self._disarm()
         self._ended = True
         self._finished = True
         worker, self._worker = self._worker, None
