@@ -32,7 +32,7 @@ import os
 import secrets
 import struct
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -381,14 +381,8 @@ class FileSink(AudioSink):
         self._check_open()
         await self._flush(self._finish_sync)
         await anyio.lowlevel.checkpoint_if_cancelled()
-        try:
+        async with self._aborted_on_failure():
             self._part.commit()  # on the loop: the file appears only if the call survived the write
-        except OSError as exc:
-            await self.abort()
-            raise _unwritable(self.path, exc) from exc
-        except BaseException:
-            await self.abort()
-            raise
         self._closed = True
 
     async def abort(self) -> None:
@@ -396,20 +390,21 @@ class FileSink(AudioSink):
             return
         self._aborted = True
         self._fill = 0
+        self._discard_unless_busy()  # when busy, the worker thread discards the file once done (_locked)
+
+    def _discard_unless_busy(self) -> None:
+        """Remove the part file, unless a worker thread holds the lock (it then discards it itself)."""
         if self._lock.acquire(blocking=False):
             try:
                 self._part.discard()
             finally:
                 self._lock.release()
-        # else: the worker thread holding the lock discards the file when it is done (see _locked)
 
-    def _check_open(self) -> None:
-        if self._closed or self._aborted:
-            raise InvalidStateError(f"The file sink for {self.path} is {'closed' if self._closed else 'aborted'}.")
-
-    async def _run(self, function: Callable[..., None], *args: Any) -> None:
+    @contextlib.asynccontextmanager
+    async def _aborted_on_failure(self) -> AsyncIterator[None]:
+        """Any failure inside aborts the sink (no part file stays); an OSError becomes an OutputError."""
         try:
-            await anyio.to_thread.run_sync(self._locked, function, *args)
+            yield
         except OSError as exc:
             await self.abort()
             raise _unwritable(self.path, exc) from exc
@@ -417,15 +412,20 @@ class FileSink(AudioSink):
             await self.abort()
             raise
 
+    def _check_open(self) -> None:
+        if self._closed or self._aborted:
+            raise InvalidStateError(f"The file sink for {self.path} is {'closed' if self._closed else 'aborted'}.")
+
+    async def _run(self, function: Callable[..., None], *args: Any) -> None:
+        async with self._aborted_on_failure():
+            await anyio.to_thread.run_sync(self._locked, function, *args)
+
     def _locked(self, function: Callable[..., None], *args: Any) -> None:
         with self._lock:
             if not self._aborted:
                 function(*args)
-        if self._aborted and self._lock.acquire(blocking=False):  # aborted while this thread held the lock
-            try:
-                self._part.discard()
-            finally:
-                self._lock.release()
+        if self._aborted:  # aborted while this thread held the lock
+            self._discard_unless_busy()
 
     # -- the worker-thread side
 
