@@ -136,11 +136,7 @@ class SessionPool:
         if entry is not None:
             conn = entry.conn
             if conn.config is None and config is not None:
-                try:
-                    await conn.configure(config)
-                except BaseException:
-                    await self.release(conn, clean=False)
-                    raise
+                await self._configure(conn, config)
             return conn, True
         try:
             conn = await self._opener(model)
@@ -155,12 +151,16 @@ class SessionPool:
             self.peak_open = max(self.peak_open, self.open_count)
         conn.on_close(self._lost)
         if config is not None:
-            try:
-                await conn.configure(config)
-            except BaseException:
-                await self.release(conn, clean=False)
-                raise
+            await self._configure(conn, config)
         return conn, False
+
+    async def _configure(self, conn: RealtimeConnection, config: p.SessionConfig) -> None:
+        """Configure a connection just handed out; one that fails to take it is released as broken."""
+        try:
+            await conn.configure(config)
+        except BaseException:
+            await self.release(conn, clean=False)
+            raise
 
     def _take(self, key: PoolKey) -> _Idle | None:
         for i, entry in enumerate(self._idle):
