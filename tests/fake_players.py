@@ -77,6 +77,15 @@ def install_fake_player(
     return script
 
 
+def install_shell_player(bin_dir: Path, name: str, body: str) -> Path:
+    """Write a player of a few shell lines (``body``, after ``#!/bin/sh``) as ``bin_dir/name``, executable."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    script = bin_dir / name
+    script.write_text(f"#!/bin/sh\n{body}")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return script
+
+
 def player_runs(log: Path) -> list[PlayerRun]:
     """Every run of the fake player that logs to ``log``, in the order they started."""
     runs = []

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import stat
 import sys
 import wave
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 from alicloud_tts_realtime.playback import START_WINDOW_S, FilePlayback, PipePlayback, PlayerFinder, PortAudioPlayback
-from fake_players import alive, install_fake_player, player_runs, until
+from fake_players import alive, install_fake_player, install_shell_player, player_runs, until
 
 pytestmark = pytest.mark.anyio
 
@@ -65,11 +64,9 @@ async def test_writes_never_wait_for_a_slow_player(tmp_path: Path) -> None:
 
 async def test_stop_ends_the_player_and_its_process_group(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     pid_file = tmp_path / "child.pid"
-    script = bin_dir / "paplay"  # a player that leaves a child of its own, in its group
-    script.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > {pid_file}\ncat > /dev/null\nwait\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    # a player that leaves a child of its own, in its group
+    install_shell_player(bin_dir, "paplay", f"sleep 60 &\necho $! > {pid_file}\ncat > /dev/null\nwait\n")
     playback = await PlayerFinder(str(bin_dir)).open(16000)
     assert playback is not None
     await playback.start()
@@ -83,10 +80,7 @@ async def test_stop_ends_the_player_and_its_process_group(tmp_path: Path) -> Non
 
 async def test_a_player_that_fails_is_reported(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "aplay"
-    script.write_text("#!/bin/sh\necho 'aplay: audio open error' >&2\nexit 1\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    install_shell_player(bin_dir, "aplay", "echo 'aplay: audio open error' >&2\nexit 1\n")
     playback = await PlayerFinder(str(bin_dir)).open(24000)
     assert playback is not None and playback.player == "aplay"
     assert isinstance(playback, PipePlayback) and playback.argv[-1] == "-" and "S16_LE" in playback.argv
@@ -101,8 +95,7 @@ async def test_a_player_that_cannot_start_hands_all_the_audio_to_the_next(tmp_pa
     # paplay with no PulseAudio server exits at once; aplay, found next, plays the audio from its start.
     bin_dir, log = tmp_path / "bin", tmp_path / "log"
     install_fake_player(bin_dir, log, name="aplay")
-    (bin_dir / "paplay").write_text("#!/bin/sh\necho 'Connection failure: Connection refused' >&2\nexit 1\n")
-    (bin_dir / "paplay").chmod(0o755)
+    install_shell_player(bin_dir, "paplay", "echo 'Connection failure: Connection refused' >&2\nexit 1\n")
     playback = await PlayerFinder(str(bin_dir)).open(24000)
     assert isinstance(playback, PipePlayback) and playback.player == "paplay"
     await playback.start()
@@ -120,8 +113,7 @@ async def test_a_player_that_fails_after_its_start_is_not_replaced(tmp_path: Pat
     # Past START_WINDOW_S its audio may have been heard: no other player repeats it.
     bin_dir, log = tmp_path / "bin", tmp_path / "log"
     install_fake_player(bin_dir, log, name="aplay")
-    (bin_dir / "paplay").write_text("#!/bin/sh\nhead -c 100 > /dev/null\nsleep 0.8\nexit 1\n")
-    (bin_dir / "paplay").chmod(0o755)
+    install_shell_player(bin_dir, "paplay", "head -c 100 > /dev/null\nsleep 0.8\nexit 1\n")
     playback = await PlayerFinder(str(bin_dir)).open(24000)
     assert playback is not None
     await playback.start()
@@ -136,10 +128,8 @@ async def test_a_player_that_fails_after_its_start_is_not_replaced(tmp_path: Pat
 
 async def test_when_every_player_fails_the_error_names_each(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     for name in ("paplay", "aplay"):
-        (bin_dir / name).write_text("#!/bin/sh\nexit 1\n")
-        (bin_dir / name).chmod(0o755)
+        install_shell_player(bin_dir, name, "exit 1\n")
     playback = await PlayerFinder(str(bin_dir)).open(24000)
     assert playback is not None
     await playback.start()
@@ -159,11 +149,8 @@ async def test_when_every_player_fails_the_error_names_each(tmp_path: Path) -> N
 )
 async def test_ffplay_options_follow_the_installed_version(tmp_path: Path, help_text: str, expected: list[str]) -> None:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     calls = tmp_path / "calls"
-    script = bin_dir / "ffplay"
-    script.write_text(f"#!/bin/sh\necho x >> {calls}\nprintf '%s' '{help_text}'\n")
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    install_shell_player(bin_dir, "ffplay", f"echo x >> {calls}\nprintf '%s' '{help_text}'\n")
     finder = PlayerFinder(str(bin_dir), portaudio=False)
     first, second = await finder.open(24000), await finder.open(24000)
     assert isinstance(first, PipePlayback) and isinstance(second, PipePlayback)
@@ -192,11 +179,8 @@ async def test_stdin_players_come_first_then_portaudio_then_file_players(tmp_pat
 
 async def test_a_file_player_gets_the_finished_wav(tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
     copy = tmp_path / "copy.wav"
-    script = bin_dir / "afplay"
-    script.write_text(f'#!/bin/sh\ncp "$1" {copy}\n')
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    install_shell_player(bin_dir, "afplay", f'cp "$1" {copy}\n')
     playback = await PlayerFinder(str(bin_dir), portaudio=False).open(16000)
     assert isinstance(playback, FilePlayback)
     await playback.start()
