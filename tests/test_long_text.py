@@ -86,6 +86,21 @@ def cli_env(emulator: Emulator, tmp_path: Path) -> dict[str, str]:
     }
 
 
+async def speak_process(
+    emulator: Emulator, tmp_path: Path, text: str, out: Path, *, stdin: int | None = None
+) -> asyncio.subprocess.Process:
+    """``alicloud-tts-realtime speak TEXT --engine realtime --json`` against ``emulator``, in a subprocess."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        *("-m", "alicloud_tts_realtime", "speak", text, "--engine", "realtime", "--sample-rate", str(RATE)),
+        *("--output", str(out), "--json"),
+        env=cli_env(emulator, tmp_path),
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
 # --- long text ----------------------------------------------------------------------------------
 
 
@@ -94,14 +109,7 @@ async def test_speak_takes_5000_mixed_characters_in_order_on_one_connection(emul
     text = mixed_text(5000)
     segments = split_text(text, 300)
     out = tmp_path / "long.wav"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "alicloud_tts_realtime", "speak", text, "--engine", "realtime", "--sample-rate", str(RATE)),
-        *("--output", str(out), "--json"),
-        env=cli_env(emulator, tmp_path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await speak_process(emulator, tmp_path, text, out)
     stdout, stderr = await process.communicate()
     assert process.returncode == 0, stderr.decode()
     result = json.loads(stdout)
@@ -262,15 +270,7 @@ def test_the_library_takes_200000_characters() -> None:
 async def test_speak_stdin_commits_each_sentence_before_the_next_is_written(emulator: Emulator, tmp_path: Path) -> None:
     first, second = "The first sentence arrives now.", "这是第二句话。"
     out = tmp_path / "stdin.wav"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        *("-m", "alicloud_tts_realtime", "speak", "-", "--engine", "realtime", "--sample-rate", str(RATE)),
-        *("--output", str(out), "--json"),
-        env=cli_env(emulator, tmp_path),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    process = await speak_process(emulator, tmp_path, "-", out, stdin=asyncio.subprocess.PIPE)
     assert process.stdin is not None
     process.stdin.write(f"{first} ".encode())  # no next word yet: the pause says the sentence is complete
     await process.stdin.drain()
